@@ -1,0 +1,58 @@
+"""Pulse: the app factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from app.config import Config
+from app import extensions as ext
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "migrations")
+
+
+def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
+    """Build a Pulse app: config -> extensions -> blueprints -> error handlers -> CLI."""
+    app = Flask(__name__, instance_relative_config=True)
+    settings = config if isinstance(config, dict) else (config or Config()).as_dict()
+    app.config.update(settings)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
+            app.instance_path, "pulse.db")
+    app.json.sort_keys = False
+    logging.getLogger("app").setLevel(logging.INFO)
+
+    # `app.api` is a subpackage, so the smorest Api is reached through `ext` here.
+    ext.db.init_app(app)
+    ext.migrate.init_app(app, ext.db, directory=MIGRATIONS_DIR)
+    ext.redis_store.init_app(app)
+    ext.api.init_app(app)
+
+    from app.api.common import require_json_body
+    from app.api.errors import register_error_handlers
+    from app.api.registry import register_blueprints
+
+    register_blueprints(app, ext.api)
+    app.before_request(require_json_body)
+    register_error_handlers(app)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_foreign_keys(dbapi_connection, connection_record) -> None:
+    # SQLite enforces ON DELETE CASCADE only with this pragma, per connection.
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

@@ -1,0 +1,95 @@
+"""/api/v1/auth/login, /api/v1/api-tokens and /api/v1/users."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import g
+from flask.views import MethodView
+from sqlalchemy import select
+
+from app.api.auth.schemas import (
+    AccessTokenSchema, ApiTokenCreateSchema, ApiTokenSchema, ApiTokenWithSecretSchema,
+    LoginSchema, UserCreateSchema, UserSchema,
+)
+from app.api.common import Blueprint
+from app.api.errors import ApiError
+from app.api.security import require_role
+from app.extensions import db
+from app.models import ApiToken, User
+from app.services import auth as auth_service
+
+blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Login, users, API tokens")
+
+
+@blp.route("/auth/login", methods=["POST"])
+@blp.arguments(LoginSchema)
+@blp.response(200, AccessTokenSchema)
+def login(data):
+    """Exchange email and password for a bearer access token"""
+    user = auth_service.check_credentials(data["email"], data["password"])
+    if user is None:
+        raise ApiError(401, "ERR_INVALID_CREDENTIALS", "Wrong email or password")
+    token, expires_in = auth_service.issue_access_token(user)
+    return {"access_token": token, "token_type": "Bearer", "expires_in": expires_in,
+            "role": user.role}
+
+
+@blp.route("/api-tokens")
+class ApiTokenCollection(MethodView):
+    @require_role("operator")
+    @blp.response(200, ApiTokenSchema(many=True))
+    def get(self):
+        """List API tokens (operators see those of role operator or below)"""
+        query = select(ApiToken).order_by(ApiToken.created_at)
+        if not g.principal.has_role("admin"):
+            query = query.where(ApiToken.role != "admin")
+        return db.session.scalars(query).all()
+
+    @require_role("operator")
+    @blp.arguments(ApiTokenCreateSchema)
+    @blp.response(201, ApiTokenWithSecretSchema)
+    def post(self, data):
+        """Create an API token; the token is in this answer only"""
+        if not g.principal.has_role(data["role"]):
+            raise ApiError(403, "ERR_FORBIDDEN", "Cannot create a token above your own role")
+        created_by = g.principal.id if g.principal.kind == "user" else None
+        row, token = auth_service.create_api_token(data["name"], data["role"], created_by)
+        result = ApiTokenSchema().dump(row)
+        result["token"] = token
+        return result
+
+
+@blp.route("/api-tokens/<token_id>", methods=["DELETE"])
+@require_role("operator")
+@blp.response(204)
+def revoke_api_token(token_id):
+    """Revoke an API token"""
+    try:
+        row = db.session.get(ApiToken, uuid.UUID(token_id))
+    except ValueError:
+        row = None
+    if row is None:
+        raise ApiError(404, "ERR_TOKEN_NOT_FOUND", f"API token {token_id} does not exist")
+    if not g.principal.has_role(row.role):
+        raise ApiError(403, "ERR_FORBIDDEN", "Cannot revoke a token above your own role")
+    auth_service.revoke_api_token(row.id)
+
+
+@blp.route("/users")
+class UserCollection(MethodView):
+    @require_role("admin")
+    @blp.response(200, UserSchema(many=True))
+    def get(self):
+        """List users"""
+        return db.session.scalars(select(User).order_by(User.email)).all()
+
+    @require_role("admin")
+    @blp.arguments(UserCreateSchema)
+    @blp.response(201, UserSchema)
+    def post(self, data):
+        """Create a user"""
+        try:
+            return auth_service.create_user(data["email"], data["password"], data["role"])
+        except auth_service.AuthError as exc:
+            raise ApiError(409, "ERR_USER_EXISTS", str(exc)) from exc

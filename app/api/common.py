@@ -1,0 +1,105 @@
+"""Pieces shared by the resource blueprints."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import flask_smorest
+import marshmallow as ma
+from flask import request
+from webargs.flaskparser import FlaskParser
+
+from app.api.errors import ApiError, validation_error
+
+
+class PulseParser(FlaskParser):
+    """webargs parser whose errors carry the failing field's own code.
+
+    A schema may define `error_codes = {"field": "ERR_…"}`; see validation_error.
+    """
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def handle_error(self, error: ma.ValidationError, req, schema: ma.Schema, *,
+                     error_status_code, error_headers) -> NoReturn:
+        raise validation_error(error.messages, getattr(schema, "error_codes", None))
+
+    def _handle_invalid_json_error(self, error, req, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON")
+
+    def load_json(self, req, schema):
+        data = super().load_json(req, schema)
+        if data is not ma.missing and not isinstance(data, dict) and not schema.many:
+            raise ApiError(400, "ERR_INVALID_JSON", "Request body must be a JSON object")
+        return data
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = PulseParser()
+
+
+def require_json_body() -> None:
+    """415 for a write whose body is not JSON (webargs would otherwise see it as empty)."""
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
+        if not request.is_json:
+            raise ApiError(415, "ERR_UNSUPPORTED_MEDIA_TYPE",
+                           "Content-Type must be application/json")
+
+
+def load_json_body(schema: ma.Schema) -> dict:
+    """Parse and validate the body outside webargs (batch items judged one by one)."""
+    try:
+        data = json.loads(request.get_data(cache=True) or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "ERR_INVALID_JSON", "Request body must be a JSON object")
+    try:
+        return schema.load(data)
+    except ma.ValidationError as err:
+        raise validation_error(err.messages, getattr(schema, "error_codes", None)) from err
+
+
+class PaginationSchema(ma.Schema):
+    page = ma.fields.Integer()
+    per_page = ma.fields.Integer()
+    total = ma.fields.Integer()
+    pages = ma.fields.Integer()
+
+
+class StrictInteger(ma.fields.Integer):
+    """An integer that refuses strings, booleans and non-integral numbers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, bool | str):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class StrictBoolean(ma.fields.Boolean):
+    """JSON true/false only (not 1, "yes" or "true")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z; naive values (SQLite) are taken as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    text = value.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+class UtcDateTime(ma.fields.DateTime):
+    def _serialize(self, value, attr, obj, **kwargs):
+        return iso_utc(value)

@@ -1,0 +1,100 @@
+"""One error family: every API error is {"code", "message", "details"}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+from app.services.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CODES = {
+    400: "ERR_BAD_REQUEST",
+    401: "ERR_UNAUTHORIZED",
+    403: "ERR_FORBIDDEN",
+    404: "ERR_NOT_FOUND",
+    405: "ERR_METHOD_NOT_ALLOWED",
+    409: "ERR_CONFLICT",
+    413: "ERR_PAYLOAD_TOO_LARGE",
+    415: "ERR_UNSUPPORTED_MEDIA_TYPE",
+    422: "ERR_VALIDATION",
+    429: "ERR_RATE_LIMITED",
+    500: "ERR_INTERNAL",
+    503: "ERR_UNAVAILABLE",
+}
+
+
+def error_response(status: int, code: str, message: str, details=None, headers=None):
+    response = jsonify({"code": code, "message": message, "details": details or {}})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """{"results": {0: {"port": [..]}}} -> {"results.0.port": [..]}."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            flat.update(flatten_messages(value, name))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        flat[prefix or "_schema"] = list(messages)
+    elif isinstance(messages, list):
+        for i, value in enumerate(messages):
+            flat.update(flatten_messages(value, f"{prefix}.{i}" if prefix else str(i)))
+    else:
+        flat[prefix or "_schema"] = [str(messages)]
+    return flat
+
+
+def validation_error(messages: Any, error_codes: dict[str, str] | None = None) -> ApiError:
+    """Turn marshmallow messages into one ApiError.
+
+    One failing field answers with that field's own code (looked up by its leaf name in
+    `error_codes`); several fields answer ERR_VALIDATION with every field listed.
+    """
+    fields = flatten_messages(messages)
+    codes = error_codes or {}
+    leaf_codes = {codes.get(name.rsplit(".", 1)[-1], "ERR_VALIDATION") for name in fields}
+    if len(fields) == 1 or len(leaf_codes) == 1 and "ERR_VALIDATION" not in leaf_codes:
+        code = leaf_codes.pop()
+        name, msgs = next(iter(fields.items()))
+        message = f"{name}: {msgs[0]}" if name != "_schema" else msgs[0]
+    else:
+        code = "ERR_VALIDATION"
+        message = "Invalid fields: " + ", ".join(sorted(fields))
+    return ApiError(400, code, message, {"fields": fields})
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def handle_api_error(err: ApiError):
+        return error_response(err.status, err.code, err.message, err.details, err.headers)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(err: HTTPException):
+        status = err.code or 500
+        data = getattr(err, "data", None) or {}
+        if status == 422:
+            # flask-smorest/webargs validation: we answer 400 with field codes.
+            api_err = validation_error(data.get("messages", {}))
+            return handle_api_error(api_err)
+        message = data.get("message") or err.description or err.name
+        headers = {}
+        if status == 405 and err.get_response().headers.get("Allow"):
+            headers["Allow"] = err.get_response().headers["Allow"]
+        return error_response(status, DEFAULT_CODES.get(status, f"ERR_HTTP_{status}"),
+                              message, {}, headers)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(err: Exception):
+        log.exception("Unhandled error")
+        db.session.rollback()
+        return error_response(500, "ERR_INTERNAL", "Internal server error")

@@ -1,0 +1,69 @@
+"""Node and enrollment-token payloads."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from app.api.common import PaginationSchema, StrictInteger, UtcDateTime
+
+NAME = validate.Length(1, 255)
+
+
+class NodeCreateSchema(ma.Schema):
+    name = fields.String(required=True, validate=NAME)
+    region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    labels = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+
+class NodeUpdateSchema(ma.Schema):
+    name = fields.String(validate=NAME)
+    region = fields.String(allow_none=True, validate=validate.Length(max=64))
+    labels = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class NodeSchema(ma.Schema):
+    id = fields.UUID()
+    name = fields.String()
+    region = fields.String(allow_none=True)
+    labels = fields.Dict()
+    hostname = fields.String(allow_none=True)
+    ip_address = fields.String(allow_none=True)
+    agent_version = fields.String(allow_none=True)
+    config_version = fields.String(allow_none=True)
+    metadata = fields.Dict(attribute="metadata_")
+    status = fields.String()
+    uptime_24h = fields.Float()
+    last_seen_at = UtcDateTime(allow_none=True)
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+
+
+class NodeWithTokenSchema(NodeSchema):
+    token = fields.String(metadata={"description": "Shown once; only its hash is stored"})
+
+
+class NodeListSchema(ma.Schema):
+    data = fields.List(fields.Nested(NodeSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+class NodeListArgsSchema(ma.Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+
+
+class TokenSchema(ma.Schema):
+    token = fields.String()
+
+
+class EnrollmentCreateSchema(ma.Schema):
+    expires_in_seconds = StrictInteger(load_default=3600, validate=validate.Range(60, 30 * 86400))
+    uses = StrictInteger(load_default=1, validate=validate.Range(1, 10000))
+
+
+class EnrollmentTokenSchema(ma.Schema):
+    id = fields.UUID()
+    token = fields.String()
+    expires_at = UtcDateTime()
+    uses_left = fields.Integer()

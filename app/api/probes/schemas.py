@@ -1,0 +1,116 @@
+"""Probe payloads (seed 004's rules and codes)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from app.api.common import PaginationSchema, StrictBoolean, StrictInteger, UtcDateTime
+from app.models.probe import COUNT_RANGE, INTERVAL_RANGE, PORT_RANGE, PROBE_TYPES, TIMEOUT_RANGE
+from app.services.targets import target_problem
+
+PROBE_ERROR_CODES = {
+    "node_id": "ERR_INVALID_NODE_ID",
+    "type": "ERR_INVALID_PROBE_TYPE",
+    "target": "ERR_INVALID_TARGET",
+    "port": "ERR_INVALID_PORT",
+    "interval_seconds": "ERR_INVALID_INTERVAL",
+    "count": "ERR_INVALID_COUNT",
+    "timeout_seconds": "ERR_INVALID_TIMEOUT",
+    "enabled": "ERR_VALIDATION",
+    "name": "ERR_VALIDATION",
+}
+
+
+def _range(bounds: tuple[int, int]) -> validate.Range:
+    low, high = bounds
+    return validate.Range(low, high, error=f"must be {low}-{high}, got {{input}}")
+
+
+class ProbeType(fields.String):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ma.ValidationError("must be TCP or UDP")
+        upper = value.strip().upper()
+        if upper not in PROBE_TYPES:
+            raise ma.ValidationError(f"must be TCP or UDP, got {value!r}")
+        return upper
+
+
+class Target(fields.String):
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs).strip()
+        problem = target_problem(value)
+        if problem:
+            raise ma.ValidationError(problem)
+        return value
+
+
+class ProbeSettingsSchema(ma.Schema):
+    """The fields shared by API-created and Beacon-declared probes."""
+
+    error_codes = PROBE_ERROR_CODES
+
+    type = ProbeType(required=True)
+    target = Target(required=True)
+    port = StrictInteger(required=True, validate=_range(PORT_RANGE))
+    interval_seconds = StrictInteger(load_default=60, validate=_range(INTERVAL_RANGE))
+    count = StrictInteger(load_default=10, validate=_range(COUNT_RANGE))
+    timeout_seconds = StrictInteger(load_default=5, validate=_range(TIMEOUT_RANGE))
+
+
+class ProbeCreateSchema(ProbeSettingsSchema):
+    node_id = fields.UUID(required=True)
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
+    enabled = StrictBoolean(load_default=True)
+
+
+class ProbeUpdateSchema(ProbeCreateSchema):
+    """PUT: the whole probe again (node_id may not change)."""
+
+
+class ProbePatchSchema(ma.Schema):
+    error_codes = PROBE_ERROR_CODES
+
+    type = ProbeType()
+    target = Target()
+    port = StrictInteger(validate=_range(PORT_RANGE))
+    interval_seconds = StrictInteger(validate=_range(INTERVAL_RANGE))
+    count = StrictInteger(validate=_range(COUNT_RANGE))
+    timeout_seconds = StrictInteger(validate=_range(TIMEOUT_RANGE))
+    name = fields.String(allow_none=True, validate=validate.Length(max=255))
+    enabled = StrictBoolean()
+
+
+class ProbeSchema(ma.Schema):
+    id = fields.UUID()
+    node_id = fields.UUID()
+    name = fields.String(allow_none=True)
+    type = fields.String()
+    target = fields.String()
+    port = fields.Integer()
+    interval_seconds = fields.Integer()
+    count = fields.Integer()
+    timeout_seconds = fields.Integer()
+    enabled = fields.Boolean()
+    source = fields.String()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+
+
+class ProbeListArgsSchema(ma.Schema):
+    error_codes = {"type": "ERR_INVALID_PROBE_TYPE", "node_id": "ERR_INVALID_NODE_ID"}
+
+    node_id = fields.UUID()
+    type = ProbeType()
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(1, 500))
+
+
+class ProbeListSchema(ma.Schema):
+    data = fields.List(fields.Nested(ProbeSchema))
+    pagination = fields.Nested(PaginationSchema)
+
+
+class ConfirmArgsSchema(ma.Schema):
+    confirm = fields.Boolean(load_default=False)

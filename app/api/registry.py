@@ -1,0 +1,17 @@
+"""Every blueprint, registered in one place."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+
+def register_blueprints(app: Flask, api: Api) -> None:
+    from app.api.auth.resources import blp as auth_blp
+    from app.api.nodes.resources import blp as nodes_blp
+    from app.api.ops import ops
+    from app.api.probes.resources import blp as probes_blp
+
+    for blp in (auth_blp, nodes_blp, probes_blp):
+        api.register_blueprint(blp)
+    app.register_blueprint(ops)

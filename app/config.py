@@ -1,0 +1,88 @@
+"""Pulse settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+
+
+class ConfigError(ValueError):
+    """A setting has a value Pulse cannot run with."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """PaaS providers hand out postgres://, which SQLAlchemy 2 no longer accepts."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+class Config:
+    """Settings from environment variables (SPEC §3)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.PULSE_ENV = env.get("PULSE_ENV", "development")
+        if self.PULSE_ENV not in ("development", "production"):
+            raise ConfigError(f"PULSE_ENV must be production or development, got {self.PULSE_ENV!r}")
+        secret = env.get("SECRET_KEY", "")
+        if self.PULSE_ENV == "production" and len(secret) < 32:
+            raise ConfigError("PULSE_ENV=production needs SECRET_KEY of at least 32 characters")
+        self.SECRET_KEY = secret or secrets.token_urlsafe(48)
+
+        database_url = env.get("DATABASE_URL", "")
+        # None means "sqlite file in the instance folder", resolved in create_app.
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(database_url) if database_url else None
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.REDIS_URL = env.get("REDIS_URL") or None
+        self.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL") or self.REDIS_URL
+        self.PULSE_REDIS_PREFIX = env.get("PULSE_REDIS_PREFIX", "pulse")
+        self.PULSE_RAW_RETENTION_DAYS = _int(env, "PULSE_RAW_RETENTION_DAYS", 7, 1)
+        self.PULSE_AGG_RETENTION_DAYS = _int(env, "PULSE_AGG_RETENTION_DAYS", 90, 1)
+        self.PULSE_NODE_RATE_LIMIT = env.get("PULSE_NODE_RATE_LIMIT", "120/minute")
+        self.PULSE_MAX_BODY_BYTES = _int(env, "PULSE_MAX_BODY_BYTES", 8 * 1024 * 1024, 1024)
+        self.MAX_CONTENT_LENGTH = self.PULSE_MAX_BODY_BYTES
+        self.PULSE_DRIFT_STALE_SECONDS = _int(env, "PULSE_DRIFT_STALE_SECONDS", 90, 1)
+        self.PULSE_ACCESS_TOKEN_SECONDS = _int(env, "PULSE_ACCESS_TOKEN_SECONDS", 3600, 60)
+        self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
+        # Embedded mode: run Celery task functions from an in-process scheduler thread.
+        self.PULSE_EMBEDDED_SCHEDULER = env.get("PULSE_EMBEDDED_SCHEDULER", "1") != "0"
+
+        self.API_TITLE = "Pulse API"
+        self.API_VERSION = "v1"
+        self.OPENAPI_VERSION = "3.0.3"
+        self.OPENAPI_URL_PREFIX = "/"
+        self.OPENAPI_JSON_PATH = "openapi.json"
+        self.OPENAPI_SWAGGER_UI_PATH = "docs"
+        # Served from our own static route so /docs works without internet access.
+        self.OPENAPI_SWAGGER_UI_URL = "/docs-assets/"
+        self.JSON_SORT_KEYS = False
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k.isupper()}
+
+
+class TestConfig(Config):
+    """Settings for tests: fixed secret, everything else from the given env."""
+
+    TESTING = True
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        base = {"SECRET_KEY": "test-secret-key-" + "x" * 32, "PULSE_EMBEDDED_SCHEDULER": "0"}
+        base.update(env or {})
+        super().__init__(base)
+        self.TESTING = True

@@ -1,0 +1,12 @@
+"""SQLAlchemy models, one module per aggregate."""
+
+from app.models.drift import DriftExpected, DriftInstance
+from app.models.metric import Metric
+from app.models.node import EnrollmentToken, Node
+from app.models.probe import Probe
+from app.models.user import ApiToken, User
+
+__all__ = [
+    "ApiToken", "DriftExpected", "DriftInstance", "EnrollmentToken", "Metric", "Node", "Probe",
+    "User",
+]

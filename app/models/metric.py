@@ -1,0 +1,46 @@
+"""Time-series points: raw probe points and their minute aggregates."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, UniqueConstraint, false, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models.base import BigIntPk, Timestamp, UuidType, utcnow
+
+
+class Metric(db.Model):
+    __tablename__ = "metrics"
+    __table_args__ = (
+        UniqueConstraint("probe_id", "timestamp", "is_aggregated", name="uq_metrics_probe_ts_agg"),
+        Index("idx_metrics_node_timestamp", "node_id", text("timestamp DESC")),
+        Index("idx_metrics_probe_timestamp", "probe_id", text("timestamp DESC")),
+        Index("idx_metrics_timestamp", "timestamp"),
+        Index("idx_metrics_aggregated", "is_aggregated", text("timestamp DESC")),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    node_id: Mapped[uuid.UUID] = mapped_column(
+        UuidType, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False
+    )
+    probe_id: Mapped[uuid.UUID] = mapped_column(
+        UuidType, ForeignKey("probes.id", ondelete="CASCADE"), nullable=False
+    )
+    timestamp: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    latency_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    # A percentage 0-100 (the seed's DECIMAL(5,4) could not hold 100).
+    packet_loss_rate: Mapped[Decimal | None] = mapped_column(Numeric(7, 4), nullable=True)
+    jitter_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    is_aggregated: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    latency_min_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    latency_max_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    jitter_max_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    packet_loss_max: Mapped[Decimal | None] = mapped_column(Numeric(7, 4), nullable=True)
+    sample_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)

@@ -1,0 +1,24 @@
+"""Redis key names. Keys of one node share a {node_id} hash tag (Redis Cluster)."""
+
+from __future__ import annotations
+
+
+def live_key(prefix: str, node_id: str, series: str) -> str:
+    """series is a probe id or "_node" for the node summary."""
+    return f"{prefix}:live:{{{node_id}}}:{series}"
+
+
+def node_auth_key(prefix: str, token_hash: str) -> str:
+    return f"{prefix}:nodeauth:{token_hash}"
+
+
+def node_state_key(prefix: str, node_id: str) -> str:
+    return f"{prefix}:node:{{{node_id}}}:state"
+
+
+def presence_key(prefix: str, node_id: str, day: str) -> str:
+    return f"{prefix}:presence:{{{node_id}}}:{day}"
+
+
+def pending_stream(prefix: str) -> str:
+    return f"{prefix}:pending"

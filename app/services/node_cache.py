@@ -1,0 +1,66 @@
+"""What the ingest hot path needs about a node, cached in Redis instead of PostgreSQL.
+
+Node tokens resolve through `{prefix}:nodeauth:<sha256>`; a node's expected config
+version and probe ids through `{prefix}:node:{<id>}:state`. Changes to a node, its token
+or its probes delete these keys (events.config_changed / forget_token), so every API
+process sees them at once; the TTLs only bound memory.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from app.extensions import db, get_redis
+from app.models import Node, Probe
+from app.services.keys import node_auth_key, node_state_key
+from app.services.probes import config_version_of
+from app.services.tokens import hash_token, hashes_match
+
+AUTH_TTL_SECONDS = 300
+NEGATIVE_TTL_SECONDS = 5
+STATE_TTL_SECONDS = 300
+_UNKNOWN = b"-"
+
+
+def resolve_node_token(token: str) -> uuid.UUID | None:
+    """The node a token belongs to, or None."""
+    handle = get_redis()
+    token_hash = hash_token(token)
+    key = node_auth_key(handle.prefix, token_hash)
+    cached = handle.client.get(key)
+    if cached == _UNKNOWN:
+        return None
+    if cached:
+        return uuid.UUID(cached.decode())
+    node = db.session.scalar(select(Node).where(Node.token_hash == token_hash))
+    if node is None or not hashes_match(node.token_hash, token):
+        # A short negative entry keeps a token-guessing flood off PostgreSQL.
+        handle.client.set(key, _UNKNOWN, ex=NEGATIVE_TTL_SECONDS)
+        return None
+    handle.client.set(key, str(node.id), ex=AUTH_TTL_SECONDS)
+    return node.id
+
+
+def forget_token(token_hash: str) -> None:
+    handle = get_redis()
+    handle.client.delete(node_auth_key(handle.prefix, token_hash))
+
+
+def node_state(node_id: uuid.UUID) -> tuple[str, frozenset[str]]:
+    """(expected config version, ids of the node's probes) for ingest."""
+    handle = get_redis()
+    key = node_state_key(handle.prefix, str(node_id))
+    cached = handle.client.hgetall(key)
+    if cached:
+        probe_ids = cached.get(b"probes", b"").decode()
+        return cached[b"config_version"].decode(), frozenset(filter(None, probe_ids.split(",")))
+    probes = db.session.scalars(select(Probe).where(Probe.node_id == node_id)).all()
+    version = config_version_of(probes)
+    ids = frozenset(str(p.id) for p in probes)
+    pipe = handle.client.pipeline()
+    pipe.hset(key, mapping={"config_version": version, "probes": ",".join(sorted(ids))})
+    pipe.expire(key, STATE_TTL_SECONDS)
+    pipe.execute()
+    return version, ids

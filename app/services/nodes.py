@@ -1,0 +1,153 @@
+"""Nodes, their tokens and enrollment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import EnrollmentToken, Node
+from app.services.errors import ApiError
+from app.services.events import config_changed
+from app.services.tokens import ENROLL_PREFIX, NODE_PREFIX, hash_token, new_token
+
+ONLINE_WINDOW = timedelta(minutes=3)
+
+
+def node_exists_error(name: str) -> ApiError:
+    return ApiError(409, "ERR_NODE_EXISTS", f"A node named {name!r} exists", {"name": name})
+
+
+def get_node(node_id) -> Node:
+    try:
+        node = db.session.get(Node, node_id if isinstance(node_id, uuid.UUID)
+                              else uuid.UUID(str(node_id)))
+    except ValueError:
+        node = None
+    if node is None:
+        raise ApiError(404, "ERR_NODE_NOT_FOUND", f"Node {node_id} does not exist")
+    return node
+
+
+def create_node(name: str, region: str | None = None, labels: dict | None = None,
+                metadata: dict | None = None) -> tuple[Node, str]:
+    """A new node and its token (the only time the token exists in plain text)."""
+    if db.session.scalar(select(Node.id).where(Node.name == name)):
+        raise node_exists_error(name)
+    token = new_token(NODE_PREFIX)
+    node = Node(name=name, region=region, labels=labels or {}, metadata_=metadata or {},
+                token_hash=hash_token(token))
+    db.session.add(node)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise node_exists_error(name) from exc
+    return node, token
+
+
+def update_node(node: Node, changes: dict) -> Node:
+    name = changes.get("name")
+    if name and name != node.name and db.session.scalar(select(Node.id).where(Node.name == name)):
+        raise node_exists_error(name)
+    for key, value in changes.items():
+        setattr(node, "metadata_" if key == "metadata" else key, value)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise node_exists_error(name or node.name) from exc
+    config_changed(node.id)
+    return node
+
+
+def rotate_node_token(node: Node) -> str:
+    old_hash = node.token_hash
+    token = new_token(NODE_PREFIX)
+    node.token_hash = hash_token(token)
+    db.session.commit()
+    from app.services.node_cache import forget_token  # local: avoids an import cycle
+
+    forget_token(old_hash)
+    config_changed(node.id)
+    return token
+
+
+def delete_node(node: Node) -> None:
+    from app.services.node_cache import forget_token
+
+    node_id, token_hash = node.id, node.token_hash
+    db.session.delete(node)
+    db.session.commit()
+    forget_token(token_hash)
+    config_changed(node_id)
+
+
+def list_nodes(page: int = 1, per_page: int = 100):
+    total = db.session.scalar(select(func.count(Node.id)))
+    rows = db.session.scalars(
+        select(Node).order_by(Node.name).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    pages = (total + per_page - 1) // per_page if total else 0
+    return rows, {"page": page, "per_page": per_page, "total": total, "pages": pages}
+
+
+def node_status(last_seen_at: datetime | None, now: datetime | None = None) -> str:
+    if last_seen_at is None:
+        return "never"
+    now = now or datetime.now(UTC)
+    if last_seen_at.tzinfo is None:
+        last_seen_at = last_seen_at.replace(tzinfo=UTC)
+    return "online" if now - last_seen_at <= ONLINE_WINDOW else "offline"
+
+
+def create_enrollment_token(expires_in_seconds: int, uses: int,
+                            created_by: uuid.UUID | None) -> tuple[EnrollmentToken, str]:
+    token = new_token(ENROLL_PREFIX)
+    row = EnrollmentToken(
+        token_hash=hash_token(token), uses_left=uses, created_by=created_by,
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in_seconds),
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row, token
+
+
+def enroll_node(enroll_token: str, name: str, metadata: dict | None) -> tuple[Node, str]:
+    """Spend one use of an enrollment token on a new node (compare-and-set on uses_left)."""
+    now = datetime.now(UTC)
+    row = db.session.scalar(
+        select(EnrollmentToken).where(EnrollmentToken.token_hash == hash_token(enroll_token))
+    )
+    expires_at = row.expires_at if row else None
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    if row is None or row.uses_left <= 0 or expires_at <= now:
+        raise ApiError(401, "ERR_INVALID_ENROLLMENT_TOKEN",
+                       "Enrollment token is unknown, expired or used up")
+    spent = db.session.execute(
+        EnrollmentToken.__table__.update()
+        .where(EnrollmentToken.id == row.id, EnrollmentToken.uses_left == row.uses_left)
+        .values(uses_left=row.uses_left - 1)
+    ).rowcount
+    if spent != 1:
+        db.session.rollback()
+        raise ApiError(409, "ERR_CONFLICT", "Enrollment token was used concurrently; try again")
+    metadata = metadata or {}
+    if db.session.scalar(select(Node.id).where(Node.name == name)):
+        db.session.rollback()
+        raise node_exists_error(name)
+    token = new_token(NODE_PREFIX)
+    node = Node(name=name, region=metadata.get("region"), labels={}, metadata_=metadata,
+                hostname=metadata.get("hostname"), ip_address=metadata.get("ip_address"),
+                token_hash=hash_token(token))
+    db.session.add(node)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise node_exists_error(name) from exc
+    return node, token

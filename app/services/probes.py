@@ -1,0 +1,122 @@
+"""Probe configuration: create, change, delete, and each node's config version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import Node, Probe
+from app.services.errors import ApiError
+
+SETTINGS = ("type", "target", "port", "interval_seconds", "count", "timeout_seconds")
+
+
+def probe_exists_error(data: dict) -> ApiError:
+    return ApiError(
+        409, "ERR_PROBE_EXISTS",
+        f"Node already has a {data['type']} probe for {data['target']}:{data['port']}",
+        {"type": data["type"], "target": data["target"], "port": data["port"]},
+    )
+
+
+def _require_node(node_id: uuid.UUID) -> Node:
+    node = db.session.get(Node, node_id)
+    if node is None:
+        raise ApiError(400, "ERR_NODE_NOT_FOUND", f"Node {node_id} does not exist",
+                       {"node_id": str(node_id)})
+    return node
+
+
+def _duplicate(node_id, type_, target, port, exclude_id=None) -> bool:
+    query = select(Probe.id).where(
+        Probe.node_id == node_id, Probe.type == type_, Probe.target == target, Probe.port == port
+    )
+    if exclude_id is not None:
+        query = query.where(Probe.id != exclude_id)
+    return db.session.scalar(query) is not None
+
+
+def _commit_or_conflict(data: dict) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        # Two concurrent creates: the unique key decides, the loser gets the same 409.
+        db.session.rollback()
+        raise probe_exists_error(data) from exc
+
+
+def create_probe(data: dict, source: str = "api") -> Probe:
+    _require_node(data["node_id"])
+    if _duplicate(data["node_id"], data["type"], data["target"], data["port"]):
+        raise probe_exists_error(data)
+    probe = Probe(source=source, **data)
+    db.session.add(probe)
+    _commit_or_conflict(data)
+    return probe
+
+
+def get_probe(probe_id) -> Probe:
+    probe = None
+    if isinstance(probe_id, uuid.UUID):
+        probe = db.session.get(Probe, probe_id)
+    else:
+        try:
+            probe = db.session.get(Probe, uuid.UUID(str(probe_id)))
+        except ValueError:
+            probe = None
+    if probe is None:
+        raise ApiError(404, "ERR_PROBE_NOT_FOUND", f"Probe {probe_id} does not exist")
+    return probe
+
+
+def update_probe(probe: Probe, changes: dict) -> Probe:
+    if "node_id" in changes and changes["node_id"] != probe.node_id:
+        raise ApiError(400, "ERR_VALIDATION", "A probe cannot move to another node",
+                       {"fields": {"node_id": ["cannot be changed"]}})
+    merged = {k: changes.get(k, getattr(probe, k)) for k in ("type", "target", "port")}
+    if _duplicate(probe.node_id, merged["type"], merged["target"], merged["port"], probe.id):
+        raise probe_exists_error(merged)
+    for key, value in changes.items():
+        if key != "node_id":
+            setattr(probe, key, value)
+    _commit_or_conflict(merged)
+    return probe
+
+
+def delete_probe(probe: Probe) -> None:
+    db.session.delete(probe)
+    db.session.commit()
+
+
+def list_probes(node_id=None, type_=None, page: int = 1, per_page: int = 50):
+    query = select(Probe)
+    if node_id is not None:
+        query = query.where(Probe.node_id == node_id)
+    if type_ is not None:
+        query = query.where(Probe.type == type_)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(
+        query.order_by(Probe.created_at, Probe.id).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    pages = (total + per_page - 1) // per_page if total else 0
+    return rows, {"page": page, "per_page": per_page, "total": total, "pages": pages}
+
+
+def config_version_of(probes: Iterable[Probe]) -> str:
+    """An opaque version of a node's enabled probe set: any change to the set changes it."""
+    canonical = sorted(
+        [str(p.id), *(getattr(p, k) for k in SETTINGS)] for p in probes if p.enabled
+    )
+    digest = hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+    return "cv-" + digest[:16]
+
+
+def node_config_version(node_id: uuid.UUID) -> str:
+    probes = db.session.scalars(select(Probe).where(Probe.node_id == node_id)).all()
+    return config_version_of(probes)

@@ -1,0 +1,147 @@
+"""UDP "ping" against an echo service (ours or any RFC 862 echo).
+
+Each datagram carries a magic, a per-run random id, a sequence number and the send time;
+an echo returns it verbatim. A reply counts only when it carries this run's id, a
+sequence number still outstanding, and the exact send time we recorded for it, and
+arrives before that sample's deadline. So duplicates (sequence already answered), late
+replies (sample already declared lost) and foreign datagrams (other run, garbage, another
+sender — the socket is connected, so the kernel filters other sources) never count.
+
+One thread does both sending and receiving with ``select``: samples go out on their
+schedule while earlier ones are still in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import threading
+import time
+
+from beacon.probes import (
+    ERR_CONNECTION_REFUSED,
+    ERR_CONNECTION_TIMEOUT,
+    ERR_DNS,
+    ERR_NETWORK_UNREACHABLE,
+    Pacer,
+    ProbeSpec,
+    RunResult,
+)
+from beacon.probes.tcp import classify, resolve
+
+MAGIC = b"BCN1"
+HEADER = struct.Struct("!4s8sIQ")  # magic, run id, sequence, send time (perf_counter_ns)
+PAYLOAD_BYTES = 32  # header (24) + padding, small enough for any MTU
+
+
+def encode(run_id: bytes, seq: int, send_ns: int) -> bytes:
+    return HEADER.pack(MAGIC, run_id, seq, send_ns).ljust(PAYLOAD_BYTES, b"\0")
+
+
+def decode(data: bytes) -> tuple[bytes, int, int] | None:
+    if len(data) < HEADER.size:
+        return None
+    magic, run_id, seq, send_ns = HEADER.unpack_from(data)
+    return (run_id, seq, send_ns) if magic == MAGIC else None
+
+
+def udp_run(spec: ProbeSpec, spacing_seconds: float = 1.0,
+            stop: threading.Event | None = None) -> RunResult:
+    """``spec.count`` datagrams spaced ``spacing_seconds`` apart, each awaited ``timeout``."""
+    run = RunResult(spec=spec, started_at=time.time())
+    t0 = time.perf_counter_ns()
+    try:
+        family, sockaddr = resolve(spec.target, spec.port, socket.SOCK_DGRAM)
+    except (OSError, UnicodeError):
+        run.samples = [None] * spec.count
+        run.errors = [ERR_DNS] * spec.count
+        return run
+    run.resolve_ms = (time.perf_counter_ns() - t0) / 1e6
+    run.address = str(sockaddr[0])
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(sockaddr)
+        except OSError as exc:
+            code = classify(exc)
+            run.samples = [None] * spec.count
+            run.errors = [code if code != "ERR_SOCKET" else ERR_NETWORK_UNREACHABLE] * spec.count
+            return run
+        sock.setblocking(False)
+        _exchange(sock, spec, run, spacing_seconds, stop)
+    return run
+
+
+def _exchange(sock: socket.socket, spec: ProbeSpec, run: RunResult, spacing: float,
+              stop: threading.Event | None) -> None:
+    run_id = os.urandom(8)
+    timeout_ns = int(spec.timeout_seconds * 1e9)
+    pacer = Pacer(spacing, stop)
+    rtts: list[float | None] = [None] * spec.count
+    errors: list[str | None] = [None] * spec.count
+    outstanding: dict[int, int] = {}  # seq -> send time (perf_counter_ns)
+    next_seq = 0
+    refused = False
+    sent = 0
+    while True:
+        if pacer.stop.is_set():
+            break
+        now_ns = time.perf_counter_ns()
+        # Expire samples whose deadline passed: they are lost, any later reply is ignored.
+        for seq, sent_ns in list(outstanding.items()):
+            if now_ns - sent_ns >= timeout_ns:
+                del outstanding[seq]
+                errors[seq] = ERR_CONNECTION_REFUSED if refused else ERR_CONNECTION_TIMEOUT
+        if next_seq < spec.count and time.monotonic() >= pacer.start + next_seq * spacing:
+            send_ns = time.perf_counter_ns()
+            try:
+                sock.send(encode(run_id, next_seq, send_ns))
+                outstanding[next_seq] = send_ns
+            except OSError as exc:
+                refused = refused or isinstance(exc, ConnectionRefusedError)
+                errors[next_seq] = classify(exc)
+            next_seq += 1
+            sent = next_seq
+            continue
+        if next_seq >= spec.count and not outstanding:
+            break
+        # Sleep until the next send slot, the earliest deadline, or a reply.
+        wake_ns = [sent_ns + timeout_ns for sent_ns in outstanding.values()]
+        if next_seq < spec.count:
+            slot = pacer.start + next_seq * spacing
+            wake_ns.append(now_ns + int(max(0.0, slot - time.monotonic()) * 1e9))
+        wait = max(0.0, (min(wake_ns) - time.perf_counter_ns()) / 1e9)
+        readable, _, _ = select.select([sock], [], [], min(wait, 0.25))
+        if readable:
+            refused = _drain(sock, run_id, outstanding, rtts, timeout_ns) or refused
+    run.samples = rtts[:sent]
+    run.errors = [e for e in errors[:sent] if e is not None]
+    # A sample neither answered nor expired (stopped mid-run) counts as lost by timeout.
+    missing = sum(1 for r in run.samples if r is None) - len(run.errors)
+    run.errors.extend([ERR_CONNECTION_TIMEOUT] * max(0, missing))
+
+
+def _drain(sock: socket.socket, run_id: bytes, outstanding: dict[int, int],
+           rtts: list[float | None], timeout_ns: int) -> bool:
+    """Read every queued datagram; returns True if an ICMP port-unreachable surfaced."""
+    while True:
+        try:
+            data = sock.recv(2048)
+        except BlockingIOError:
+            return False
+        except ConnectionRefusedError:
+            return True  # ICMP port unreachable from the target
+        except OSError:
+            return False
+        recv_ns = time.perf_counter_ns()
+        decoded = decode(data)
+        if decoded is None:
+            continue  # foreign datagram
+        rid, seq, send_ns = decoded
+        if rid != run_id or outstanding.get(seq) != send_ns:
+            continue  # another run's, a duplicate, a late one, or forged
+        if recv_ns - send_ns > timeout_ns:
+            continue  # arrived after its deadline
+        del outstanding[seq]
+        rtts[seq] = (recv_ns - send_ns) / 1e6

@@ -1,0 +1,331 @@
+"""HeartbeatClient: report an application's config version to Pulse on a timer."""
+
+from __future__ import annotations
+
+import logging
+import random
+import string
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from beacon.sdk import metadata as md
+from beacon.sdk import metrics
+from beacon.sdk.errors import ConfigError, ParseError, ReporterError
+from beacon.sdk.transport import Transport
+
+log = logging.getLogger("beacon.sdk")
+
+UNKNOWN_VERSION = "unknown"
+
+
+def generate_instance_id(hostname: str | None = None) -> str:
+    """``<hostname>-<8 random [0-9a-z]>`` (the seed's format)."""
+    host = hostname or md.detect_hostname() or "unknown"
+    alphabet = string.digits + string.ascii_lowercase
+    return f"{host}-{''.join(random.SystemRandom().choices(alphabet, k=8))}"
+
+
+@dataclass
+class HeartbeatOptions:
+    """Validated client settings; durations are float seconds."""
+
+    server_url: str
+    app: str
+    profile: str
+    token: str | None = None
+    instance_id: str = ""
+    interval: float = 30.0
+    timeout: float = 5.0
+    max_retries: int = 3
+    initial_retry_delay: float = 1.0
+    max_retry_delay: float = 60.0
+    custom_metadata: dict[str, str] = field(default_factory=dict)
+    auto_detect_metadata: bool = True
+    health: str = "healthy"
+    tls_verify: bool = True
+    ca_file: str | None = None
+    enable_metrics: bool = False
+
+    def validate(self) -> HeartbeatOptions:
+        for name in ("server_url", "app", "profile"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(name)
+        if not self.server_url.startswith(("http://", "https://")):
+            raise ConfigError("server_url", f"must start with http:// or https://, got {self.server_url!r}")
+        for name in ("interval", "timeout", "initial_retry_delay", "max_retry_delay"):
+            if float(getattr(self, name)) <= 0:
+                raise ConfigError(name, f"must be > 0 seconds, got {getattr(self, name)!r}")
+        if int(self.max_retries) < 1:
+            raise ConfigError("max_retries", f"must be >= 1, got {self.max_retries!r}")
+        if not self.instance_id:
+            self.instance_id = generate_instance_id()
+        return self
+
+
+@dataclass(frozen=True)
+class HeartbeatResponse:
+    """Pulse's answer to a heartbeat."""
+
+    registered: bool
+    expected_version: str | None
+    drift_detected: bool
+
+
+class HeartbeatClientBuilder:
+    """Fluent construction: ``HeartbeatClient.builder().server_url(…).app(…)….build()``."""
+
+    def __init__(self) -> None:
+        self._opts: dict[str, Any] = {"custom_metadata": {}}
+
+    def _set(self, key: str, value: Any) -> HeartbeatClientBuilder:
+        self._opts[key] = value
+        return self
+
+    def server_url(self, url: str) -> HeartbeatClientBuilder:
+        return self._set("server_url", url)
+
+    def app(self, app: str) -> HeartbeatClientBuilder:
+        return self._set("app", app)
+
+    def profile(self, profile: str) -> HeartbeatClientBuilder:
+        return self._set("profile", profile)
+
+    def token(self, token: str) -> HeartbeatClientBuilder:
+        return self._set("token", token)
+
+    def instance_id(self, instance_id: str) -> HeartbeatClientBuilder:
+        return self._set("instance_id", instance_id)
+
+    def interval(self, seconds: float) -> HeartbeatClientBuilder:
+        return self._set("interval", seconds)
+
+    def timeout(self, seconds: float) -> HeartbeatClientBuilder:
+        return self._set("timeout", seconds)
+
+    def max_retries(self, attempts: int) -> HeartbeatClientBuilder:
+        return self._set("max_retries", attempts)
+
+    def initial_retry_delay(self, seconds: float) -> HeartbeatClientBuilder:
+        return self._set("initial_retry_delay", seconds)
+
+    def max_retry_delay(self, seconds: float) -> HeartbeatClientBuilder:
+        return self._set("max_retry_delay", seconds)
+
+    def metadata(self, key: str, value: str) -> HeartbeatClientBuilder:
+        """Add one custom label (sent in the heartbeat's ``metadata``)."""
+        self._opts["custom_metadata"][str(key)] = str(value)
+        return self
+
+    def health(self, health: str) -> HeartbeatClientBuilder:
+        return self._set("health", health)
+
+    def ca_file(self, path: str) -> HeartbeatClientBuilder:
+        return self._set("ca_file", path)
+
+    def tls_verify(self, verify: bool) -> HeartbeatClientBuilder:
+        return self._set("tls_verify", verify)
+
+    def disable_auto_detect(self) -> HeartbeatClientBuilder:
+        """Send only custom metadata: no hostname/IP/region/Kubernetes detection."""
+        return self._set("auto_detect_metadata", False)
+
+    def build(self) -> HeartbeatClient:
+        """Validate and build; raises ``ConfigError`` naming the missing field."""
+        return HeartbeatClient(**self._opts)
+
+
+class HeartbeatCore:
+    """What the sync and async clients share: payload, transport, state."""
+
+    def __init__(self, opts: HeartbeatOptions, stop_event: threading.Event) -> None:
+        self.opts = opts
+        self._version = UNKNOWN_VERSION
+        self.last_response: HeartbeatResponse | None = None
+        self.last_error: ReporterError | None = None
+        self._meta: md.InstanceMetadata | None = None
+        self.transport = Transport(
+            opts.server_url,
+            token=opts.token,
+            timeout=opts.timeout,
+            max_retries=opts.max_retries,
+            initial_retry_delay=opts.initial_retry_delay,
+            max_retry_delay=opts.max_retry_delay,
+            tls_verify=opts.tls_verify,
+            ca_file=opts.ca_file,
+            user_agent="beacon-sdk/0.1",
+            stop_event=stop_event,
+        )
+        self.path = f"/api/drift/heartbeat/{quote(opts.app, safe='')}/{quote(opts.profile, safe='')}"
+
+    @property
+    def config_version(self) -> str:
+        return self._version
+
+    def set_config_version(self, version: str) -> None:
+        self._version = str(version)
+
+    def payload(self) -> dict[str, Any]:
+        if self._meta is None:  # detected once, lazily, off the caller's start() path
+            self._meta = md.collect(self.opts.custom_metadata, self.opts.auto_detect_metadata)
+        meta = self._meta
+        labels = dict(meta.custom)
+        if meta.app_version and "app_version" not in labels:
+            labels["app_version"] = meta.app_version
+        return {
+            "instance_id": self.opts.instance_id,
+            "config_version": self._version,
+            "hostname": meta.hostname,
+            "ip_address": meta.ip_address,
+            "region": meta.region,
+            "kubernetes_pod": meta.kubernetes_pod,
+            "kubernetes_namespace": meta.kubernetes_namespace,
+            "metadata": labels,
+            "health": self.opts.health,
+        }
+
+    def send(self) -> HeartbeatResponse:
+        started = time.perf_counter()
+        try:
+            reply = self.transport.request("POST", self.path, self.payload())
+            data = reply.data
+            if not isinstance(data, dict) or not isinstance(data.get("drift_detected"), bool):
+                raise ParseError(f"unexpected heartbeat response: {str(data)[:200]}")
+            expected = data.get("expected_version")
+            response = HeartbeatResponse(
+                registered=bool(data.get("registered", False)),
+                expected_version=expected if isinstance(expected, str) else None,
+                drift_detected=data["drift_detected"],
+            )
+        except ReporterError as exc:
+            self.last_error = exc
+            metrics.record(False, time.perf_counter() - started, None, self.opts.enable_metrics)
+            raise
+        self.last_response, self.last_error = response, None
+        metrics.record(True, time.perf_counter() - started, response.drift_detected, self.opts.enable_metrics)
+        if response.drift_detected:
+            log.warning(
+                "config drift: %s/%s instance %s runs %s, expected %s",
+                self.opts.app, self.opts.profile, self.opts.instance_id,
+                self._version, response.expected_version,
+            )
+        return response
+
+
+class HeartbeatClient:
+    """Reports heartbeats for one application instance from a daemon thread.
+
+    ``HeartbeatClient(server_url=…, app=…, profile=…, **options)`` or
+    ``HeartbeatClient.builder()…build()``; both raise ``ConfigError`` for a bad setting.
+    Options (durations in float seconds): ``token``, ``instance_id``, ``interval`` (30),
+    ``timeout`` (5), ``max_retries`` (3 attempts in all), ``initial_retry_delay`` (1),
+    ``max_retry_delay`` (60), ``custom_metadata``, ``auto_detect_metadata`` (True),
+    ``health``, ``tls_verify``, ``ca_file``, ``enable_metrics``.
+    """
+
+    def __init__(self, server_url: str | None = None, app: str | None = None,
+                 profile: str | None = None, **options: Any) -> None:
+        unknown = set(options) - set(HeartbeatOptions.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "unknown option")
+        opts = HeartbeatOptions(server_url=server_url or "", app=app or "",  # type: ignore[arg-type]
+                                profile=profile or "", **options).validate()
+        self._stop = threading.Event()
+        self._core = HeartbeatCore(opts, self._stop)
+        self._thread: threading.Thread | None = None
+        self._state_lock = threading.Lock()
+
+    @staticmethod
+    def builder() -> HeartbeatClientBuilder:
+        """A fluent builder; call ``build()`` at the end."""
+        return HeartbeatClientBuilder()
+
+    @property
+    def options(self) -> HeartbeatOptions:
+        return self._core.opts
+
+    @property
+    def instance_id(self) -> str:
+        """This instance's id (generated as ``<hostname>-<8 chars>`` when not given)."""
+        return self._core.opts.instance_id
+
+    @property
+    def config_version(self) -> str:
+        """The version last set with ``set_config_version``; ``"unknown"`` until then."""
+        return self._core.config_version
+
+    @property
+    def is_running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stop.is_set()
+
+    @property
+    def last_response(self) -> HeartbeatResponse | None:
+        """The last successful answer, if any."""
+        return self._core.last_response
+
+    def set_config_version(self, version: str) -> None:
+        """Set the config version sent from the next heartbeat on."""
+        self._core.set_config_version(version)
+
+    def report_now(self) -> HeartbeatResponse:
+        """Send one heartbeat now, synchronously (with retries).
+
+        Returns the parsed response; raises ``NetworkError``, ``ServerError`` or
+        ``ParseError`` (all ``ReporterError``) when it cannot be delivered.
+        """
+        return self._core.send()
+
+    def start(self) -> None:
+        """Send a heartbeat at once, then every ``interval``, from a daemon thread.
+
+        Returns immediately; delivery errors are logged, never raised. Idempotent.
+        """
+        with self._state_lock:
+            if self.is_running:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name=f"heartbeat-{self._core.opts.app}", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop reporting and join the thread; prompt even in the middle of a wait.
+
+        A request already on the wire finishes first (bounded by ``timeout`` seconds,
+        default the HTTP timeout plus one second).
+        """
+        with self._state_lock:
+            self._stop.set()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self._core.opts.timeout + 1.0 if timeout is None else timeout)
+
+    def close(self) -> None:
+        """Stop and release the HTTP session."""
+        self.stop()
+        self._core.transport.close()
+
+    def __enter__(self) -> HeartbeatClient:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        interval = self._core.opts.interval
+        while not self._stop.is_set():
+            try:
+                self._core.send()
+            except ReporterError as exc:
+                log.warning("heartbeat not delivered: %s", exc)
+            except Exception:  # never let the reporting thread die silently
+                log.exception("heartbeat failed unexpectedly")
+            if self._stop.wait(interval):
+                break

@@ -1,0 +1,217 @@
+"""HTTP transport shared by the SDK client and the Beacon reporter.
+
+One ``requests.Session`` per transport, TLS verified by default with an optional private
+CA and TLS 1.2 as the floor, a per-attempt timeout, and bounded retries with exponential
+backoff plus jitter. Waits between attempts go through a ``threading.Event`` so a caller
+that is shutting down is never stuck in a backoff sleep.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from beacon.sdk.errors import NetworkError, ParseError, ReporterError, ServerError
+
+log = logging.getLogger("beacon.sdk")
+
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+def backoff_delay(
+    attempt: int,
+    initial: float,
+    maximum: float,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+    ``initial × 2^(attempt-1)`` capped at ``maximum``, plus up to 10 % jitter on top so
+    that many clients failing together do not retry in lockstep.
+    """
+    base = min(initial * (2 ** (attempt - 1)), maximum)
+    return base + (rng or random).uniform(0.0, 0.1 * base)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class TLSAdapter(HTTPAdapter):
+    """An adapter whose SSL context refuses anything older than TLS 1.2."""
+
+    def __init__(self, verify: bool, ca_file: str | None, **kwargs: Any) -> None:
+        ctx = ssl.create_default_context(cafile=ca_file) if verify else ssl.create_default_context()
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        self._ssl_context = ctx
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._ssl_context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["ssl_context"] = self._ssl_context
+        return super().proxy_manager_for(*args, **kwargs)
+
+
+@dataclass
+class Reply:
+    """A successful (2xx or 304) answer."""
+
+    status: int
+    data: Any
+    headers: dict[str, str]
+    latency_seconds: float
+    attempts: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Transport:
+    """JSON over HTTP(S) to one server, with retries.
+
+    ``max_retries`` counts attempts in all (3 → at most two waits). Retried: connection
+    errors, timeouts, 5xx, 408 and 429 (``Retry-After`` honoured, capped at
+    ``max_retry_delay``). Any other 4xx raises ``ServerError`` at once.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 5.0,
+        max_retries: int = 3,
+        initial_retry_delay: float = 1.0,
+        max_retry_delay: float = 60.0,
+        tls_verify: bool = True,
+        ca_file: str | None = None,
+        user_agent: str = "beacon-sdk",
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.max_retries = max(1, int(max_retries))
+        self.initial_retry_delay = initial_retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.stop_event = stop_event or threading.Event()
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+        self.session = requests.Session()
+        # requests passes `verify` on to urllib3 as ca_certs/cert_reqs; keep both in step
+        # with the SSL context of the adapter.
+        self.session.verify = (ca_file or True) if tls_verify else False
+        self.session.mount("https://", TLSAdapter(tls_verify, ca_file))
+        self.session.headers["User-Agent"] = user_agent
+        self.session.headers["Accept"] = "application/json"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers.update(extra or {})
+        return headers
+
+    def attempt(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """One HTTP attempt; raises NetworkError, ServerError or ParseError."""
+        url = self.server_url + path
+        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        hdrs = self._headers(headers)
+        if data is not None:
+            hdrs["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        try:
+            # A Session is not documented as thread-safe; the SDK's background thread and
+            # a report_now() caller may share it.
+            with self._lock:
+                resp = self.session.request(
+                    method, url, data=data, headers=hdrs, timeout=self.timeout
+                )
+                text = resp.text
+        except requests.RequestException as exc:
+            raise NetworkError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
+        latency = time.perf_counter() - started
+        if resp.status_code == 304:
+            return Reply(304, None, dict(resp.headers), latency)
+        payload: Any = None
+        try:
+            payload = json.loads(text) if text else None
+        except ValueError:
+            payload = None
+        if not 200 <= resp.status_code < 300:
+            raise ServerError(
+                resp.status_code,
+                text,
+                payload,
+                parse_retry_after(resp.headers.get("Retry-After")),
+            )
+        if text and payload is None:
+            raise ParseError(f"{method} {url}: response is not JSON: {text[:200]!r}")
+        return Reply(resp.status_code, payload, dict(resp.headers), latency)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        max_attempts: int | None = None,
+    ) -> Reply:
+        """``attempt`` with retries and backoff; raises the last error when all fail."""
+        attempts = max(1, max_attempts or self.max_retries)
+        started = time.perf_counter()
+        for n in range(1, attempts + 1):
+            try:
+                reply = self.attempt(method, path, body, headers)
+                reply.attempts = n
+                reply.latency_seconds = time.perf_counter() - started
+                return reply
+            except ServerError as exc:
+                if not exc.retryable or n == attempts:
+                    raise
+                delay = backoff_delay(n, self.initial_retry_delay, self.max_retry_delay, self._rng)
+                if exc.retry_after is not None:
+                    delay = min(max(delay, exc.retry_after), self.max_retry_delay)
+                err: ReporterError = exc
+            except NetworkError as exc:
+                if n == attempts:
+                    raise
+                delay = backoff_delay(n, self.initial_retry_delay, self.max_retry_delay, self._rng)
+                err = exc
+            log.warning("attempt %d/%d failed (%s); retrying in %.2fs", n, attempts, err, delay)
+            if self.stop_event.wait(delay):
+                raise err
+        raise AssertionError("unreachable")
