@@ -1,0 +1,1 @@
+"""Thin Celery tasks, each calling one service. Filled in by the ingest work."""
