@@ -10,8 +10,8 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from app.config import Config
 from app import extensions as ext
+from app.config import Config
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "migrations")
@@ -42,6 +42,14 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     register_blueprints(app, ext.api)
     app.before_request(require_json_body)
     register_error_handlers(app)
+
+    from app.services.rate_limit import init_rate_limit
+    from app.services.scheduling import init_embedded_scheduler
+    from app.telemetry import init_telemetry
+
+    init_telemetry(app)
+    init_rate_limit(app)
+    init_embedded_scheduler(app)
 
     from app.cli import register_cli
 

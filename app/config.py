@@ -38,7 +38,8 @@ class Config:
         env = os.environ if env is None else env
         self.PULSE_ENV = env.get("PULSE_ENV", "development")
         if self.PULSE_ENV not in ("development", "production"):
-            raise ConfigError(f"PULSE_ENV must be production or development, got {self.PULSE_ENV!r}")
+            raise ConfigError(
+                f"PULSE_ENV must be production or development, got {self.PULSE_ENV!r}")
         secret = env.get("SECRET_KEY", "")
         if self.PULSE_ENV == "production" and len(secret) < 32:
             raise ConfigError("PULSE_ENV=production needs SECRET_KEY of at least 32 characters")
@@ -46,7 +47,8 @@ class Config:
 
         database_url = env.get("DATABASE_URL", "")
         # None means "sqlite file in the instance folder", resolved in create_app.
-        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(database_url) if database_url else None
+        self.SQLALCHEMY_DATABASE_URI = (
+            normalize_database_url(database_url) if database_url else None)
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.REDIS_URL = env.get("REDIS_URL") or None
         self.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL") or self.REDIS_URL
@@ -58,6 +60,9 @@ class Config:
         self.MAX_CONTENT_LENGTH = self.PULSE_MAX_BODY_BYTES
         self.PULSE_DRIFT_STALE_SECONDS = _int(env, "PULSE_DRIFT_STALE_SECONDS", 90, 1)
         self.PULSE_ACCESS_TOKEN_SECONDS = _int(env, "PULSE_ACCESS_TOKEN_SECONDS", 3600, 60)
+        # How long a pending entry read by a consumer may go unacknowledged before another
+        # flush run takes it over (that consumer is presumed dead).
+        self.PULSE_FLUSH_CLAIM_IDLE_SECONDS = _int(env, "PULSE_FLUSH_CLAIM_IDLE_SECONDS", 60, 1)
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
         # Embedded mode: run Celery task functions from an in-process scheduler thread.
         self.PULSE_EMBEDDED_SCHEDULER = env.get("PULSE_EMBEDDED_SCHEDULER", "1") != "0"

@@ -20,12 +20,31 @@ from beacon.probes import ProbeSpec
 
 TYPE_ALIASES = {"tcp": "TCP", "udp": "UDP", "tcp_ping": "TCP", "udp_ping": "UDP"}
 TOP_KEYS = {
-    "pulse_server", "node_id", "node_name", "token", "token_file", "report_interval_seconds",
-    "tls_verify", "ca_file", "state_dir", "spool_dir", "region", "probes",
-    "spool_max_bytes", "spool_max_age_seconds",
+    "pulse_server",
+    "node_id",
+    "node_name",
+    "token",
+    "token_file",
+    "report_interval_seconds",
+    "tls_verify",
+    "ca_file",
+    "state_dir",
+    "spool_dir",
+    "region",
+    "probes",
+    "spool_max_bytes",
+    "spool_max_age_seconds",
 }
-PROBE_KEYS = {"type", "target", "port", "timeout_seconds", "interval_seconds", "count",
-              "name", "enabled"}
+PROBE_KEYS = {
+    "type",
+    "target",
+    "port",
+    "timeout_seconds",
+    "interval_seconds",
+    "count",
+    "name",
+    "enabled",
+}
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -91,7 +110,9 @@ class _Checker:
         got = "" if value is ... else f", got {_show(value)}"
         self.problems.append(f"{self.name}: {where}: {rule}{got}")
 
-    def integer(self, data: dict, key: str, where: str, low: int, high: int, default: int | None) -> int | None:
+    def integer(
+        self, data: dict, key: str, where: str, low: int, high: int, default: int | None
+    ) -> int | None:
         if key not in data or data[key] is None:
             if default is None:
                 self.fail(where, "required")
@@ -156,7 +177,9 @@ def parse(data: Any, name: str, base_dir: Path, require_pulse: bool = True) -> A
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise BeaconConfigError([f"{name}: must be a mapping of settings, got {type(data).__name__}"])
+        raise BeaconConfigError(
+            [f"{name}: must be a mapping of settings, got {type(data).__name__}"]
+        )
     for key in sorted(set(data) - TOP_KEYS, key=str):
         chk.fail(str(key), "unknown field")
     server = chk.string(data, "pulse_server", "pulse_server", required=require_pulse)
@@ -193,9 +216,13 @@ def parse(data: Any, name: str, base_dir: Path, require_pulse: bool = True) -> A
     spool = chk.string(data, "spool_dir", "spool_dir")
     if state and spool and state != spool:
         chk.fail("spool_dir", "is an alias of state_dir; set one of them", spool)
-    state_dir = (base_dir / (state or spool)).expanduser() if (state or spool) else default_state_dir()
+    state_dir = (
+        (base_dir / (state or spool)).expanduser() if (state or spool) else default_state_dir()
+    )
     spool_bytes = chk.integer(data, "spool_max_bytes", "spool_max_bytes", 4096, 2**40, 100 * 2**20)
-    spool_age = chk.integer(data, "spool_max_age_seconds", "spool_max_age_seconds", 60, 2**31, 7 * 86400)
+    spool_age = chk.integer(
+        data, "spool_max_age_seconds", "spool_max_age_seconds", 60, 2**31, 7 * 86400
+    )
     probes_raw = data.get("probes") or []
     probes: list[ProbeSpec] = []
     if not isinstance(probes_raw, list):

@@ -44,8 +44,13 @@ class SpoolRecord:
 class Spool:
     """Append-only, fsynced, size- and age-bounded FIFO of heartbeats on disk."""
 
-    def __init__(self, directory: str | Path, max_bytes: int = 100 * 1024 * 1024,
-                 max_age_seconds: float = 7 * 24 * 3600, segment_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        max_bytes: int = 100 * 1024 * 1024,
+        max_age_seconds: float = 7 * 24 * 3600,
+        segment_bytes: int | None = None,
+    ) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -132,20 +137,32 @@ class Spool:
     def bytes(self) -> int:
         """Bytes waiting for delivery."""
         with self._lock:
-            return sum(self._seg_path(n).stat().st_size - self._start_of(n) for n in self._pending())
+            return sum(
+                self._seg_path(n).stat().st_size - self._start_of(n) for n in self._pending()
+            )
 
     def stats(self) -> dict[str, int]:
-        return {"heartbeats": self.heartbeats, "bytes": self.bytes, "dropped": self.dropped,
-                "rejected": self.rejected}
+        return {
+            "heartbeats": self.heartbeats,
+            "bytes": self.bytes,
+            "dropped": self.dropped,
+            "rejected": self.rejected,
+        }
 
     def append(self, heartbeat: dict[str, Any], now: float | None = None) -> None:
         """Write one heartbeat durably (fsync) at the end of the spool, enforcing bounds."""
-        line = json.dumps({"t": time.time() if now is None else now, "hb": heartbeat},
-                          separators=(",", ":")).encode() + b"\n"
+        line = (
+            json.dumps(
+                {"t": time.time() if now is None else now, "hb": heartbeat}, separators=(",", ":")
+            ).encode()
+            + b"\n"
+        )
         with self._lock:
             self._drop_expired(now)
             segments = self._pending()
-            current = segments[-1] if segments else max([self._cursor["segment"], *self._segments()] or [0])
+            current = (
+                segments[-1] if segments else max([self._cursor["segment"], *self._segments()])
+            )
             path = self._seg_path(current)
             size = path.stat().st_size if path.exists() else 0
             if size and size + len(line) > self.segment_bytes:
@@ -184,8 +201,9 @@ class Spool:
             if self._seg_path(n).stat().st_mtime < limit:
                 self._drop_segment(n)
 
-    def peek(self, limit: int = 500, max_batch_bytes: int = 4 * 1024 * 1024,
-             now: float | None = None) -> list[SpoolRecord]:
+    def peek(
+        self, limit: int = 500, max_batch_bytes: int = 4 * 1024 * 1024, now: float | None = None
+    ) -> list[SpoolRecord]:
         """Up to ``limit`` oldest records (not removed; ``commit`` does that).
 
         Records past the age bound or unreadable are dropped and counted on the way.

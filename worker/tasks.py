@@ -1,1 +1,62 @@
-"""Thin Celery tasks, each calling one service. Filled in by the ingest work."""
+"""Thin Celery tasks, named explicitly, each calling one service.
+
+Connection errors are retried with exponential backoff and jitter, capped below the
+broker visibility timeout. Correctness never depends on a retry being delivered: what a
+failed run did not write stays pending in Redis and the next scheduled run takes it.
+"""
+
+from __future__ import annotations
+
+import psycopg2
+import redis
+import sqlalchemy.exc
+from celery import shared_task
+from celery.signals import task_retry
+
+from celeryconfig import RETRY_BACKOFF_MAX_SECONDS
+
+CONNECTION_ERRORS = (
+    redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError,
+)
+RETRY = {
+    "autoretry_for": CONNECTION_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": RETRY_BACKOFF_MAX_SECONDS,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@shared_task(name="worker.tasks.flush_metrics", **RETRY)
+def flush_metrics() -> dict:
+    from app.services.flush import flush_pending
+
+    report = flush_pending()
+    return {"entries": report.entries, "rows": report.rows, "inserted": report.inserted}
+
+
+@shared_task(name="worker.tasks.aggregate_minute", **RETRY)
+def aggregate_minute() -> int:
+    from app.services.aggregation import aggregate_pending_minutes
+
+    return aggregate_pending_minutes()
+
+
+@shared_task(name="worker.tasks.prune_metrics", **RETRY)
+def prune_metrics() -> dict:
+    from app.services.retention import prune
+
+    return prune()
+
+
+@task_retry.connect
+def _count_retry(sender=None, **kwargs) -> None:
+    try:
+        from app.extensions import get_redis
+        from app.telemetry import record_stats
+
+        handle = get_redis()
+        record_stats(handle.client, handle.prefix, {"task_retries": 1})
+    except Exception:  # Redis itself may be what failed
+        pass

@@ -24,7 +24,14 @@ class PulseParser(FlaskParser):
 
     def handle_error(self, error: ma.ValidationError, req, schema: ma.Schema, *,
                      error_status_code, error_headers) -> NoReturn:
-        raise validation_error(error.messages, getattr(schema, "error_codes", None))
+        messages = error.messages
+        # webargs namespaces messages by location ({"json": {"port": [...]}}); a view reads
+        # one location per schema, so the field names alone are what the client sent.
+        if isinstance(messages, dict) and len(messages) == 1:
+            (location, inner), = messages.items()
+            if location in self.__location_map__ and isinstance(inner, dict):
+                messages = inner
+        raise validation_error(messages, getattr(schema, "error_codes", None))
 
     def _handle_invalid_json_error(self, error, req, *args: Any, **kwargs: Any) -> NoReturn:
         raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON")

@@ -6,7 +6,14 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, true,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 

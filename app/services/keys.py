@@ -22,3 +22,21 @@ def presence_key(prefix: str, node_id: str, day: str) -> str:
 
 def pending_stream(prefix: str) -> str:
     return f"{prefix}:pending"
+
+
+def node_seen_key(prefix: str, node_id: str) -> str:
+    """Last-seen state of a node, written by ingest, persisted by the flush task."""
+    return f"{prefix}:node:{{{node_id}}}:seen"
+
+
+def seen_dirty_key(prefix: str) -> str:
+    return f"{prefix}:seen:dirty"
+
+
+def flush_queued_key(prefix: str) -> str:
+    return f"{prefix}:flush:queued"
+
+
+def agg_dirty_key(prefix: str) -> str:
+    """Minutes (probe_id:minute_ms) whose raw rows changed since their aggregate."""
+    return f"{prefix}:agg:dirty"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.extensions import get_redis
 from app.models import Node
-from app.services.keys import presence_key
+from app.services.keys import node_seen_key, presence_key
 from app.services.nodes import node_status
 
 MINUTES_PER_DAY = 1440
@@ -56,12 +56,26 @@ def _count_bits(bitmap: bytes, start_bit: int, end_bit: int) -> int:
     return total
 
 
+def fresh_last_seen(node_ids: Sequence[str]) -> dict[str, datetime]:
+    """last_seen_at from Redis, newer than the database's until the next flush."""
+    handle = get_redis()
+    pipe = handle.client.pipeline(transaction=False)
+    for node_id in node_ids:
+        pipe.hget(node_seen_key(handle.prefix, node_id), "last_seen_ms")
+    return {node_id: datetime.fromtimestamp(int(raw) / 1000, UTC)
+            for node_id, raw in zip(node_ids, pipe.execute(), strict=True) if raw}
+
+
 def node_views(nodes: Sequence[Node]) -> list[dict]:
     """Nodes as the API shows them: columns plus status and uptime_24h."""
-    uptimes = uptime_24h([str(n.id) for n in nodes])
+    ids = [str(n.id) for n in nodes]
+    uptimes = uptime_24h(ids)
+    seen = fresh_last_seen(ids)
     views = []
     for node in nodes:
         view = {c.key: getattr(node, c.key) for c in Node.__mapper__.column_attrs}
+        if str(node.id) in seen:
+            view["last_seen_at"] = seen[str(node.id)]
         view["status"] = node_status(node.last_seen_at)
         view["uptime_24h"] = uptimes[str(node.id)]
         views.append(view)

@@ -5,27 +5,37 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# fullmatch, not `^…$`: `$` also matches before a trailing newline ("exa\n.com").
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# An IPv6 zone ("fe80::1%eth0"): an interface name or index, nothing else.
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_TARGET_LENGTH = 253
 
 
 def target_problem(target: str) -> str | None:
     """Why `target` is not a valid probe target, or None when it is."""
     if not isinstance(target, str) or not target:
         return "must be an IPv4/IPv6 address or a host name"
+    if len(target) > MAX_TARGET_LENGTH:
+        # Also bounds IPv6 scope ids ("fe80::1%<anything>"), which ipaddress accepts at any
+        # length, so nothing reaches the varchar(255) column too long.
+        return f"longer than {MAX_TARGET_LENGTH} characters"
     try:
-        ipaddress.ip_address(target)
-        return None
+        address = ipaddress.ip_address(target)
     except ValueError:
         pass
-    if len(target) > 253:
-        return "host name longer than 253 characters"
+    else:
+        zone = getattr(address, "scope_id", None)
+        if zone is not None and not _ZONE.fullmatch(zone):
+            return f"invalid IPv6 zone {zone!r}"
+        return None
     labels = target.split(".")
     for label in labels:
         if not label:
             return "host name has an empty label"
         if len(label) > 63:
             return "host name label longer than 63 characters"
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             return f"invalid host name label {label!r}"
     if labels[-1].isdigit():
         # 256.1.1.1 is neither an address nor a host name.

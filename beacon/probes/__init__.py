@@ -114,8 +114,9 @@ class Pacer:
         return not self.stop.is_set()
 
 
-def run_probe(spec: ProbeSpec, spacing_seconds: float = 1.0,
-              stop: threading.Event | None = None) -> RunResult:
+def run_probe(
+    spec: ProbeSpec, spacing_seconds: float = 1.0, stop: threading.Event | None = None
+) -> RunResult:
     """Run one probe run of ``spec.count`` samples; never raises for network errors."""
     if spec.type == "TCP":
         from beacon.probes.tcp import tcp_run

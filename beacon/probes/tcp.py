@@ -32,8 +32,13 @@ from beacon.probes import (
 )
 
 _LINGER_RST = struct.pack("ii", 1, 0)
-_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.ENETDOWN,
-                errno.EHOSTDOWN}
+_UNREACHABLE = {
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.EADDRNOTAVAIL,
+    errno.ENETDOWN,
+    errno.EHOSTDOWN,
+}
 
 
 def resolve(target: str, port: int, sock_type: int) -> tuple[int, tuple]:
@@ -55,7 +60,9 @@ def classify(exc: OSError) -> str:
     return ERR_SOCKET
 
 
-def connect_once(family: int, sockaddr: tuple, timeout_seconds: float) -> tuple[float | None, str | None]:
+def connect_once(
+    family: int, sockaddr: tuple, timeout_seconds: float
+) -> tuple[float | None, str | None]:
     """One sample: (RTT in ms, None) or (None, error code)."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -72,8 +79,9 @@ def connect_once(family: int, sockaddr: tuple, timeout_seconds: float) -> tuple[
         sock.close()
 
 
-def tcp_run(spec: ProbeSpec, spacing_seconds: float = 1.0,
-            stop: threading.Event | None = None) -> RunResult:
+def tcp_run(
+    spec: ProbeSpec, spacing_seconds: float = 1.0, stop: threading.Event | None = None
+) -> RunResult:
     """``spec.count`` connects spaced ``spacing_seconds`` apart (a slow one delays the next)."""
     run = RunResult(spec=spec, started_at=time.time())
     t0 = time.perf_counter_ns()

@@ -47,8 +47,9 @@ def decode(data: bytes) -> tuple[bytes, int, int] | None:
     return (run_id, seq, send_ns) if magic == MAGIC else None
 
 
-def udp_run(spec: ProbeSpec, spacing_seconds: float = 1.0,
-            stop: threading.Event | None = None) -> RunResult:
+def udp_run(
+    spec: ProbeSpec, spacing_seconds: float = 1.0, stop: threading.Event | None = None
+) -> RunResult:
     """``spec.count`` datagrams spaced ``spacing_seconds`` apart, each awaited ``timeout``."""
     run = RunResult(spec=spec, started_at=time.time())
     t0 = time.perf_counter_ns()
@@ -73,8 +74,13 @@ def udp_run(spec: ProbeSpec, spacing_seconds: float = 1.0,
     return run
 
 
-def _exchange(sock: socket.socket, spec: ProbeSpec, run: RunResult, spacing: float,
-              stop: threading.Event | None) -> None:
+def _exchange(
+    sock: socket.socket,
+    spec: ProbeSpec,
+    run: RunResult,
+    spacing: float,
+    stop: threading.Event | None,
+) -> None:
     run_id = os.urandom(8)
     timeout_ns = int(spec.timeout_seconds * 1e9)
     pacer = Pacer(spacing, stop)
@@ -122,8 +128,13 @@ def _exchange(sock: socket.socket, spec: ProbeSpec, run: RunResult, spacing: flo
     run.errors.extend([ERR_CONNECTION_TIMEOUT] * max(0, missing))
 
 
-def _drain(sock: socket.socket, run_id: bytes, outstanding: dict[int, int],
-           rtts: list[float | None], timeout_ns: int) -> bool:
+def _drain(
+    sock: socket.socket,
+    run_id: bytes,
+    outstanding: dict[int, int],
+    rtts: list[float | None],
+    timeout_ns: int,
+) -> bool:
     """Read every queued datagram; returns True if an ICMP port-unreachable surfaced."""
     while True:
         try:

@@ -1,10 +1,10 @@
 """Heartbeat SDK: report an application's config version to Pulse and learn about drift.
 
-    from beacon.sdk import HeartbeatClient
-    client = (HeartbeatClient.builder().server_url("http://pulse:5000").app("payments")
-              .profile("production").token("…").build())
-    client.set_config_version("v2.3.4")
-    client.start()
+from beacon.sdk import HeartbeatClient
+client = (HeartbeatClient.builder().server_url("http://pulse:5000").app("payments")
+          .profile("production").token("…").build())
+client.set_config_version("v2.3.4")
+client.start()
 """
 
 from typing import TYPE_CHECKING, Any

@@ -13,7 +13,12 @@ import logging
 import threading
 from typing import Any
 
-from beacon.sdk.client import HeartbeatClientBuilder, HeartbeatCore, HeartbeatOptions, HeartbeatResponse
+from beacon.sdk.client import (
+    HeartbeatClientBuilder,
+    HeartbeatCore,
+    HeartbeatOptions,
+    HeartbeatResponse,
+)
 from beacon.sdk.errors import ConfigError, ReporterError
 
 log = logging.getLogger("beacon.sdk")
@@ -22,13 +27,22 @@ log = logging.getLogger("beacon.sdk")
 class AsyncHeartbeatClient:
     """``await start()`` / ``await report_now()`` / ``await stop()``; options as HeartbeatClient."""
 
-    def __init__(self, server_url: str | None = None, app: str | None = None,
-                 profile: str | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        server_url: str | None = None,
+        app: str | None = None,
+        profile: str | None = None,
+        **options: Any,
+    ) -> None:
         unknown = set(options) - set(HeartbeatOptions.__dataclass_fields__)
         if unknown:
             raise ConfigError(sorted(unknown)[0], "unknown option")
-        opts = HeartbeatOptions(server_url=server_url or "", app=app or "",  # type: ignore[arg-type]
-                                profile=profile or "", **options).validate()
+        opts = HeartbeatOptions(
+            server_url=server_url or "",
+            app=app or "",  # type: ignore[arg-type]
+            profile=profile or "",
+            **options,
+        ).validate()
         # Set on stop(): interrupts a retry backoff running in the executor thread.
         self._thread_stop = threading.Event()
         self._core = HeartbeatCore(opts, self._thread_stop)

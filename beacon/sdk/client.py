@@ -55,7 +55,9 @@ class HeartbeatOptions:
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(name)
         if not self.server_url.startswith(("http://", "https://")):
-            raise ConfigError("server_url", f"must start with http:// or https://, got {self.server_url!r}")
+            raise ConfigError(
+                "server_url", f"must start with http:// or https://, got {self.server_url!r}"
+            )
         for name in ("interval", "timeout", "initial_retry_delay", "max_retry_delay"):
             if float(getattr(self, name)) <= 0:
                 raise ConfigError(name, f"must be > 0 seconds, got {getattr(self, name)!r}")
@@ -159,7 +161,9 @@ class HeartbeatCore:
             user_agent="beacon-sdk/0.1",
             stop_event=stop_event,
         )
-        self.path = f"/api/drift/heartbeat/{quote(opts.app, safe='')}/{quote(opts.profile, safe='')}"
+        self.path = (
+            f"/api/drift/heartbeat/{quote(opts.app, safe='')}/{quote(opts.profile, safe='')}"
+        )
 
     @property
     def config_version(self) -> str:
@@ -205,12 +209,17 @@ class HeartbeatCore:
             metrics.record(False, time.perf_counter() - started, None, self.opts.enable_metrics)
             raise
         self.last_response, self.last_error = response, None
-        metrics.record(True, time.perf_counter() - started, response.drift_detected, self.opts.enable_metrics)
+        metrics.record(
+            True, time.perf_counter() - started, response.drift_detected, self.opts.enable_metrics
+        )
         if response.drift_detected:
             log.warning(
                 "config drift: %s/%s instance %s runs %s, expected %s",
-                self.opts.app, self.opts.profile, self.opts.instance_id,
-                self._version, response.expected_version,
+                self.opts.app,
+                self.opts.profile,
+                self.opts.instance_id,
+                self._version,
+                response.expected_version,
             )
         return response
 
@@ -226,13 +235,22 @@ class HeartbeatClient:
     ``health``, ``tls_verify``, ``ca_file``, ``enable_metrics``.
     """
 
-    def __init__(self, server_url: str | None = None, app: str | None = None,
-                 profile: str | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        server_url: str | None = None,
+        app: str | None = None,
+        profile: str | None = None,
+        **options: Any,
+    ) -> None:
         unknown = set(options) - set(HeartbeatOptions.__dataclass_fields__)
         if unknown:
             raise ConfigError(sorted(unknown)[0], "unknown option")
-        opts = HeartbeatOptions(server_url=server_url or "", app=app or "",  # type: ignore[arg-type]
-                                profile=profile or "", **options).validate()
+        opts = HeartbeatOptions(
+            server_url=server_url or "",
+            app=app or "",  # type: ignore[arg-type]
+            profile=profile or "",
+            **options,
+        ).validate()
         self._stop = threading.Event()
         self._core = HeartbeatCore(opts, self._stop)
         self._thread: threading.Thread | None = None

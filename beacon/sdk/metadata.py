@@ -36,7 +36,10 @@ def detect_ip_address() -> str | None:
     ``connect()`` on a UDP socket only picks a route and a source address; no packet is
     sent, so this works offline and behind firewalls.
     """
-    for family, probe_addr in ((socket.AF_INET, ("192.0.2.1", 9)), (socket.AF_INET6, ("2001:db8::1", 9))):
+    for family, probe_addr in (
+        (socket.AF_INET, ("192.0.2.1", 9)),
+        (socket.AF_INET6, ("2001:db8::1", 9)),
+    ):
         try:
             with socket.socket(family, socket.SOCK_DGRAM) as sock:
                 sock.connect(probe_addr)
@@ -54,7 +57,9 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
-def detect_kubernetes_namespace(env: Mapping[str, str], sa_file: str = SERVICE_ACCOUNT_NAMESPACE) -> str | None:
+def detect_kubernetes_namespace(
+    env: Mapping[str, str], sa_file: str = SERVICE_ACCOUNT_NAMESPACE
+) -> str | None:
     value = _first(env, "KUBERNETES_NAMESPACE", "POD_NAMESPACE")
     if value:
         return value

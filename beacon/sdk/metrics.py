@@ -29,9 +29,7 @@ def _load(force: bool) -> dict[str, Any] | None:
             except ImportError:
                 return None
             _metrics = {
-                "total": prom.Counter(
-                    "heartbeat_total", "Heartbeats sent, by outcome", ["status"]
-                ),
+                "total": prom.Counter("heartbeat_total", "Heartbeats sent, by outcome", ["status"]),
                 "duration": prom.Histogram(
                     "heartbeat_duration_seconds", "Heartbeat delivery time incl. retries"
                 ),

@@ -125,8 +125,10 @@ class Transport:
         self._lock = threading.Lock()
         self.session = requests.Session()
         # requests passes `verify` on to urllib3 as ca_certs/cert_reqs; keep both in step
-        # with the SSL context of the adapter.
-        self.session.verify = (ca_file or True) if tls_verify else False
+        # with the SSL context of the adapter. It is also given on every request, because
+        # a session-level value loses to REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the env.
+        self._verify: bool | str = (ca_file or True) if tls_verify else False
+        self.session.verify = self._verify
         self.session.mount("https://", TLSAdapter(tls_verify, ca_file))
         self.session.headers["User-Agent"] = user_agent
         self.session.headers["Accept"] = "application/json"
@@ -158,7 +160,12 @@ class Transport:
             # a report_now() caller may share it.
             with self._lock:
                 resp = self.session.request(
-                    method, url, data=data, headers=hdrs, timeout=self.timeout
+                    method,
+                    url,
+                    data=data,
+                    headers=hdrs,
+                    timeout=self.timeout,
+                    verify=None if self._verify is True else self._verify,
                 )
                 text = resp.text
         except requests.RequestException as exc:

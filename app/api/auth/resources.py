@@ -9,8 +9,13 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from app.api.auth.schemas import (
-    AccessTokenSchema, ApiTokenCreateSchema, ApiTokenSchema, ApiTokenWithSecretSchema,
-    LoginSchema, UserCreateSchema, UserSchema,
+    AccessTokenSchema,
+    ApiTokenCreateSchema,
+    ApiTokenSchema,
+    ApiTokenWithSecretSchema,
+    LoginSchema,
+    UserCreateSchema,
+    UserSchema,
 )
 from app.api.common import Blueprint
 from app.api.errors import ApiError

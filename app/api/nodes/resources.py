@@ -7,8 +7,15 @@ from flask.views import MethodView
 
 from app.api.common import Blueprint
 from app.api.nodes.schemas import (
-    EnrollmentCreateSchema, EnrollmentTokenSchema, NodeCreateSchema, NodeListArgsSchema,
-    NodeListSchema, NodeSchema, NodeUpdateSchema, NodeWithTokenSchema, TokenSchema,
+    EnrollmentCreateSchema,
+    EnrollmentTokenSchema,
+    NodeCreateSchema,
+    NodeListArgsSchema,
+    NodeListSchema,
+    NodeSchema,
+    NodeUpdateSchema,
+    NodeWithTokenSchema,
+    TokenSchema,
 )
 from app.api.probes.schemas import ConfirmArgsSchema
 from app.api.security import require_role

@@ -7,8 +7,13 @@ from flask.views import MethodView
 from app.api.common import Blueprint
 from app.api.errors import ApiError
 from app.api.probes.schemas import (
-    ConfirmArgsSchema, ProbeCreateSchema, ProbeListArgsSchema, ProbeListSchema, ProbePatchSchema,
-    ProbeSchema, ProbeUpdateSchema,
+    ConfirmArgsSchema,
+    ProbeCreateSchema,
+    ProbeListArgsSchema,
+    ProbeListSchema,
+    ProbePatchSchema,
+    ProbeSchema,
+    ProbeUpdateSchema,
 )
 from app.api.security import require_role
 from app.services import probes as probe_service

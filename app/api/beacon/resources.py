@@ -1,0 +1,159 @@
+"""/api/v1/beacon/* — called by Beacons with their node token.
+
+Checks run in the order of SPEC §5: token (401) → node_id matches the token (403) →
+body shape and ranges (400) → probe ownership (400).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from flask import make_response, request
+from flask.views import MethodView
+
+from app.api.beacon.schemas import (
+    BatchAnswerSchema,
+    BeaconConfigSchema,
+    BeaconProbeSchema,
+    DeclaredProbesSchema,
+    DeclareProbesSchema,
+    HeartbeatAnswerSchema,
+    HeartbeatBatchSchema,
+    HeartbeatSchema,
+    RegisteredSchema,
+    RegisterSchema,
+)
+from app.api.common import Blueprint, iso_utc
+from app.api.errors import ApiError
+from app.api.security import bearer_token
+from app.services import nodes as node_service
+from app.services.beacon_config import beacon_config, declare_probes
+from app.services.heartbeat_rules import check_node_id
+from app.services.ingest import ingest
+from app.services.node_cache import resolve_node_token
+from app.services.rate_limit import check_node_rate
+
+blp = Blueprint("beacon", __name__, url_prefix="/api/v1/beacon",
+                description="Beacon registration, configuration and heartbeats")
+MAX_BATCH = 500
+
+
+def authenticated_node() -> uuid.UUID:
+    token = bearer_token()
+    node_id = resolve_node_token(token) if token else None
+    if node_id is None:
+        raise ApiError(401, "ERR_UNAUTHORIZED", "Missing or invalid node token",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return node_id
+
+
+def _json_body():
+    try:
+        return json.loads(request.get_data(cache=True) or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON") from exc
+
+
+def _ownership_checked(body, node_id: uuid.UUID) -> None:
+    problem = check_node_id(body, node_id)
+    if problem is None:
+        return
+    status, message = problem
+    if status == "403":
+        raise ApiError(403, "ERR_NODE_MISMATCH", message)
+    raise ApiError(400, "ERR_INVALID_NODE_ID", message,
+                   {"fields": {"node_id": [message]}})
+
+
+@blp.route("/register", methods=["POST"])
+@blp.arguments(RegisterSchema)
+@blp.response(201, RegisteredSchema)
+def register(data):
+    """Register a new node with an enrollment token"""
+    node, token = node_service.enroll_node(data["enroll_token"], data["name"], data["metadata"])
+    return {"node_id": node.id, "token": token}
+
+
+@blp.route("/config")
+class BeaconConfig(MethodView):
+    @blp.response(200, BeaconConfigSchema)
+    @blp.alt_response(304, description="Not modified (If-None-Match)")
+    def get(self):
+        """The probes this Beacon runs; ETag is the config version"""
+        node_id = authenticated_node()
+        config = beacon_config(node_id)
+        etag = config["config_version"]
+        if etag in request.if_none_match:
+            response = make_response("", 304)
+            response.set_etag(etag)
+            return response
+        body = BeaconConfigSchema().dump(config)
+        response = make_response(body, 200)
+        response.set_etag(etag)
+        return response
+
+
+@blp.route("/probes", methods=["PUT"])
+@blp.response(200, DeclaredProbesSchema)
+def put_probes():
+    """Declare the probes of the Beacon's local beacon.yaml"""
+    node_id = authenticated_node()
+    from app.api.common import load_json_body
+
+    data = load_json_body(DeclareProbesSchema())
+    result = declare_probes(node_id, data["probes"])
+    return {"config_version": result["config_version"],
+            "probes": BeaconProbeSchema(many=True).dump(result["probes"])}
+
+
+@blp.route("/heartbeat", methods=["POST"])
+@blp.doc(requestBody={"content": {"application/json": {"schema": HeartbeatSchema}}})
+@blp.response(200, HeartbeatAnswerSchema)
+def heartbeat():
+    """Report a heartbeat: the node summary and probe results"""
+    node_id = authenticated_node()
+    check_node_rate(str(node_id))
+    body = _json_body()
+    _ownership_checked(body, node_id)
+    result = ingest(node_id, [body])
+    outcome = result.outcomes[0]
+    if outcome.error is not None:
+        raise outcome.error
+    return {"status": "success", "message": "Heartbeat received",
+            "timestamp": iso_utc(datetime.now(UTC)), "accepted": outcome.accepted,
+            "config_version": result.expected_version, "drift_detected": result.drift_detected}
+
+
+@blp.route("/heartbeats", methods=["POST"])
+@blp.doc(requestBody={"content": {"application/json": {"schema": HeartbeatBatchSchema}}})
+@blp.response(200, BatchAnswerSchema)
+def heartbeats():
+    """Deliver spooled heartbeats (≤ 500), judged one by one"""
+    node_id = authenticated_node()
+    check_node_rate(str(node_id))
+    body = _json_body()
+    items = body.get("heartbeats") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise ApiError(400, "ERR_VALIDATION", "heartbeats: must be a list",
+                       {"fields": {"heartbeats": ["must be a list"]}})
+    if len(items) > MAX_BATCH:
+        raise ApiError(400, "ERR_VALIDATION", f"heartbeats: at most {MAX_BATCH} items",
+                       {"fields": {"heartbeats": [f"at most {MAX_BATCH} items"]}})
+    # A node_id of another node is judged per item, like every other problem.
+    mismatched: dict[int, ApiError] = {}
+    for index, item in enumerate(items):
+        problem = check_node_id(item, node_id)
+        if problem is not None:
+            code = "ERR_NODE_MISMATCH" if problem[0] == "403" else "ERR_INVALID_NODE_ID"
+            mismatched[index] = ApiError(int(problem[0]), code, problem[1])
+    judged = [item for i, item in enumerate(items) if i not in mismatched]
+    result = ingest(node_id, judged)
+    rejected, outcomes = [], iter(result.outcomes)
+    for index in range(len(items)):
+        error = mismatched.get(index) or next(outcomes).error
+        if error is not None:
+            rejected.append({"index": index, "code": error.code, "message": error.message})
+    return {"accepted": result.accepted, "rejected": rejected,
+            "config_version": result.expected_version, "drift_detected": result.drift_detected}

@@ -1,0 +1,117 @@
+"""Heartbeat ingest: validate, then one pipelined Redis round trip per request.
+
+An accepted point is in Redis (live cache + pending stream) when the call returns; the
+flush task persists it to the database. Nothing here queries the database, except to
+fill the Redis node cache on a miss (node_cache).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from flask import current_app
+
+from app.extensions import get_redis
+from app.services import live_cache, pending
+from app.services.errors import ApiError
+from app.services.heartbeat_rules import CODES, ValidHeartbeat, validate_heartbeat
+from app.services.keys import node_seen_key, seen_dirty_key
+from app.services.live_cache import NODE_SERIES, Point
+from app.services.node_cache import node_state
+from app.services.presence import mark_present
+from app.services.scheduling import request_early_flush
+from app.telemetry import HEARTBEATS
+
+EARLY_FLUSH_PENDING = 100
+
+
+@dataclass
+class Outcome:
+    accepted: int = 0
+    error: ApiError | None = None
+
+
+@dataclass
+class IngestResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    expected_version: str = ""
+    drift_detected: bool = False
+
+    @property
+    def accepted(self) -> int:
+        return sum(o.accepted for o in self.outcomes)
+
+
+def _problem_error(fields: dict[str, list[str]]) -> ApiError:
+    from app.api.errors import validation_error  # the one place codes are chosen
+
+    return validation_error(fields, CODES)
+
+
+def judge(body, node_id: uuid.UUID, probe_ids: frozenset[str], now_ms: int,
+          oldest_ms: int) -> tuple[ValidHeartbeat | None, ApiError | None]:
+    """Shape, ranges and probe ownership of one heartbeat item."""
+    valid, problems = validate_heartbeat(body, node_id, now_ms, oldest_ms)
+    if valid is None:
+        return None, _problem_error(problems.fields)
+    foreign = sorted({r[0] for r in valid.results} - probe_ids)
+    if foreign:
+        return None, ApiError(400, "ERR_PROBE_NOT_FOUND",
+                              f"Probe {foreign[0]} does not belong to this node",
+                              {"probe_ids": foreign})
+    return valid, None
+
+
+def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None) -> IngestResult:
+    """Judge every item; store the valid ones in one Redis round trip."""
+    now = now or datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
+    oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * 86400 * 1000
+    expected_version, probe_ids = node_state(node_id)
+    result = IngestResult(expected_version=expected_version)
+    valid_items: list[ValidHeartbeat] = []
+    for body in items:
+        valid, error = judge(body, node_id, probe_ids, now_ms, oldest_ms)
+        outcome = Outcome(error=error)
+        if valid is not None:
+            outcome.accepted = len(valid.results)
+            valid_items.append(valid)
+        result.outcomes.append(outcome)
+        HEARTBEATS.labels(outcome="accepted" if error is None else error.code).inc()
+    if valid_items:
+        _store(node_id, valid_items, now, now_ms)
+        # Drift is judged on the newest heartbeat's declared version.
+        newest = max(valid_items, key=lambda v: v.ts_ms)
+        result.drift_detected = newest.config_version != expected_version
+    return result
+
+
+def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_ms: int) -> None:
+    handle = get_redis()
+    node = str(node_id)
+    pipe = handle.client.pipeline(transaction=False)
+    summaries = [Point(NODE_SERIES, v.ts_ms, *v.summary) for v in items]
+    points = [Point(*r) for v in items for r in v.results]
+    live_cache.queue_points(pipe, handle.prefix, node, summaries + points, now_ms)
+    if points:
+        pending.queue_append(pipe, handle.prefix, node, points)
+    mark_present(pipe, handle.prefix, node, now)
+    newest = max(items, key=lambda v: v.ts_ms)
+    seen = {"last_seen_ms": now_ms}
+    if newest.config_version is not None:
+        seen["config_version"] = newest.config_version
+    if newest.agent_version is not None:
+        seen["agent_version"] = newest.agent_version
+    if newest.metadata:
+        seen["metadata"] = json.dumps(newest.metadata, separators=(",", ":"))[:4096]
+    pipe.hset(node_seen_key(handle.prefix, node), mapping=seen)
+    pipe.sadd(seen_dirty_key(handle.prefix), node)
+    pipe.xlen(pending.pending_stream_key(handle.prefix))
+    replies = pipe.execute()
+    if replies[-1] >= EARLY_FLUSH_PENDING:
+        request_early_flush()
+
+

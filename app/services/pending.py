@@ -1,0 +1,107 @@
+"""The pending queue: a Redis stream with a consumer group, drained by the flush task.
+
+One stream entry per accepted heartbeat carries its probe points in a compact text form.
+Entries are acknowledged and deleted only after their rows are committed; entries left
+by a dead consumer are reclaimed with XAUTOCLAIM.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+
+from app.services.keys import pending_stream
+from app.services.live_cache import Point
+
+GROUP = "flushers"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    node_id: str
+    probe_id: str
+    ts_ms: int
+    latency_ms: float
+    packet_loss_rate: float
+    jitter_ms: float
+
+
+def encode_points(points: Iterable[Point]) -> bytes:
+    return b";".join(
+        b"%s,%d,%s,%s,%s" % (p.series.encode(), p.ts_ms, repr(p.latency_ms).encode(),
+                             repr(p.packet_loss_rate).encode(), repr(p.jitter_ms).encode())
+        for p in points
+    )
+
+
+def decode_entry(fields: dict) -> list[PendingRow]:
+    node_id = fields[b"n"].decode()
+    rows = []
+    for item in fields[b"p"].split(b";"):
+        if not item:
+            continue
+        probe_id, ts_ms, latency, loss, jitter = item.split(b",")
+        rows.append(PendingRow(node_id, probe_id.decode(), int(ts_ms), float(latency),
+                               float(loss), float(jitter)))
+    return rows
+
+
+def queue_append(pipe, prefix: str, node_id: str, points: list[Point]) -> None:
+    pipe.xadd(pending_stream(prefix), {"n": node_id, "p": encode_points(points)})
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def ensure_group(client, prefix: str) -> None:
+    try:
+        client.xgroup_create(pending_stream(prefix), GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def claim_abandoned(client, prefix: str, consumer: str, min_idle_ms: int,
+                    count: int = 500) -> list[tuple[bytes, dict]]:
+    """Entries another consumer read but never acknowledged for min_idle_ms."""
+    claimed: list[tuple[bytes, dict]] = []
+    start = "0-0"
+    for _ in range(100):  # bounded: at most 100 pages per call
+        result = client.xautoclaim(pending_stream(prefix), GROUP, consumer, min_idle_ms,
+                                   start_id=start, count=count)
+        next_start, entries = result[0], result[1]
+        claimed.extend(e for e in entries if e[1])
+        if next_start in (b"0-0", "0-0") or not entries:
+            break
+        start = next_start
+    return claimed
+
+
+def read_new(client, prefix: str, consumer: str, count: int) -> list[tuple[bytes, dict]]:
+    response = client.xreadgroup(GROUP, consumer, {pending_stream(prefix): ">"}, count=count)
+    if not response:
+        return []
+    return [e for e in response[0][1] if e[1]]
+
+
+def acknowledge(client, prefix: str, entry_ids: list[bytes]) -> None:
+    if not entry_ids:
+        return
+    pipe = client.pipeline()
+    pipe.xack(pending_stream(prefix), GROUP, *entry_ids)
+    pipe.xdel(pending_stream(prefix), *entry_ids)
+    pipe.execute()
+
+
+def pending_stream_key(prefix: str) -> str:
+    return pending_stream(prefix)
+
+
+def pending_length(client, prefix: str) -> int:
+    return int(client.xlen(pending_stream(prefix)))

@@ -1,0 +1,307 @@
+"""The running agent: probes on a schedule, heartbeats to Pulse, hot reload, status.
+
+Probe set. The Beacon declares the probes of its ``beacon.yaml`` to Pulse
+(``PUT /api/v1/beacon/probes``) and runs what ``GET /api/v1/beacon/config`` lists. Until
+Pulse has answered once it runs the local probes as they are; after an edit of the file
+that Pulse has not acknowledged yet, local probes are added to (and locally removed ones
+taken out of) Pulse's list, so an edit applies at once even while Pulse is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from beacon import __version__, state
+from beacon import config as config_mod
+from beacon.config import AgentConfig, BeaconConfigError
+from beacon.probes import ProbeKey, ProbeSpec
+from beacon.pulse import PulseClient, make_transport
+from beacon.reporter import IdMap, Reporter, ReportOutcome
+from beacon.scheduler import Scheduler
+from beacon.sdk import metadata as md
+from beacon.sdk.errors import ReporterError, ServerError
+from beacon.spool import Spool
+
+log = logging.getLogger("beacon.agent")
+
+RELOAD_POLL_SECONDS = 2.0
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Agent:
+    """``beacon start``: runs until ``stop`` is set (SIGTERM/SIGINT in the CLI)."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        stop: threading.Event,
+        out: Callable[[str], None] = print,
+        reload_poll_seconds: float = RELOAD_POLL_SECONDS,
+    ) -> None:
+        assert cfg.pulse_server and cfg.node_id
+        self.cfg = cfg
+        self.stop = stop
+        self.out = out
+        self.reload_poll_seconds = reload_poll_seconds
+        state.ensure_dir(cfg.state_dir)
+        self.spool = Spool(
+            cfg.state_dir / state.SPOOL_DIR, cfg.spool_max_bytes, cfg.spool_max_age_seconds
+        )
+        self.transport = make_transport(
+            cfg.pulse_server, cfg.token, cfg.tls_verify, cfg.ca_file, stop
+        )
+        self.client = PulseClient(self.transport)
+        self.local: list[ProbeSpec] = list(cfg.probes)
+        self.remote: list[ProbeSpec] | None = None
+        self.declared: tuple | None = None
+        self.ids = IdMap()
+        self.config_version: str | None = None
+        self.etag: str | None = None
+        self.need_declare = True
+        self.need_config = True
+        self.scheduler = Scheduler(stop)
+        meta = md.collect(auto_detect=True)
+        self.reporter = Reporter(
+            self.client,
+            self.spool,
+            cfg.node_id,
+            {
+                "hostname": meta.hostname,
+                "ip_address": meta.ip_address,
+                "region": cfg.region or meta.region,
+            },
+            lambda: self.ids,
+            self._on_unknown_probe,
+        )
+        self.report_interval = cfg.report_interval_seconds
+        self.last: dict[str, Any] = {"at": None, "ok": None, "error": None, "latency_ms": None}
+        self._mtime = self._stat()
+
+    # -- probe set ---------------------------------------------------------------------
+    @staticmethod
+    def _signature(probes: list[ProbeSpec]) -> tuple:
+        return tuple(sorted((p.key, tuple(sorted(p.declaration().items()))) for p in probes))
+
+    def effective_probes(self) -> list[ProbeSpec]:
+        local = {p.key: p for p in self.local if p.enabled}
+        if self.remote is None:
+            return [p.with_id(self.ids.by_key.get(k)) for k, p in local.items()]
+        stale = self.declared != self._signature(self.local)
+        declared_keys = {k for k, _ in self.declared or ()}
+        out: dict[ProbeKey, ProbeSpec] = {}
+        for p in self.remote:
+            if not p.enabled or (stale and p.key in declared_keys and p.key not in local):
+                continue
+            out[p.key] = p
+        if stale:
+            for key, p in local.items():
+                out[key] = p.with_id(out[key].id if key in out else self.ids.by_key.get(key))
+        return list(out.values())
+
+    def apply_probes(self) -> None:
+        self.scheduler.apply(self.effective_probes())
+
+    def _learn_ids(self, probes: list[ProbeSpec], replace_valid: set[str] | None = None) -> None:
+        for p in probes:
+            if p.id:
+                self.ids.by_key[p.key] = p.id
+        if replace_valid is not None:
+            self.ids.valid = replace_valid
+        self.ids.known = True
+
+    def _on_unknown_probe(self) -> None:
+        self.need_config = True
+
+    # -- Pulse sync --------------------------------------------------------------------
+    def sync(self, force_config: bool = False) -> bool:
+        """Declare local probes and fetch the config, each when needed; never raises."""
+        ok = True
+        try:
+            if self.need_declare:
+                declared_sig = self._signature(self.local)
+                try:
+                    version, probes = self.client.declare(self.local, max_attempts=1)
+                    self._learn_ids(probes, {p.id for p in probes if p.id} | self._remote_ids())
+                    if version:
+                        self.config_version = version
+                except ServerError as exc:
+                    if exc.retryable or exc.status in (401, 403):
+                        raise
+                    log.error(
+                        "Pulse refused the probe declaration (%s): %s", exc.status, exc.body[:500]
+                    )
+                self.declared = declared_sig
+                self.need_declare = False
+                self.need_config = True
+            if self.need_config or force_config:
+                reply = self.client.fetch_config(
+                    None if force_config else self.etag, max_attempts=1
+                )
+                if reply.status != 304:
+                    data = reply.data
+                    self.remote = reply.extra["probes"]
+                    if data.get("node_id") and str(data["node_id"]) != self.cfg.node_id:
+                        log.warning(
+                            "Pulse config is for node %s, not %s", data["node_id"], self.cfg.node_id
+                        )
+                    if data.get("config_version") is not None:
+                        self.config_version = str(data["config_version"])
+                    self.etag = reply.headers.get("ETag") or reply.headers.get("etag")
+                    assert self.remote is not None
+                    self._learn_ids(self.remote, self._remote_ids() | self._declared_ids())
+                self.need_config = False
+        except ReporterError as exc:
+            log.warning("Pulse sync failed: %s", exc)
+            ok = False
+        self.apply_probes()
+        return ok
+
+    def _remote_ids(self) -> set[str]:
+        return {p.id for p in self.remote or [] if p.id}
+
+    def _declared_ids(self) -> set[str]:
+        local = {p.key for p in self.local}
+        return {pid for key, pid in self.ids.by_key.items() if key in local}
+
+    # -- reload ------------------------------------------------------------------------
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.cfg.path)
+            return (st.st_mtime_ns, st.st_size)
+        except OSError:
+            return None
+
+    def check_reload(self) -> bool:
+        """Apply an edited ``beacon.yaml``; an invalid edit is logged and ignored."""
+        current = self._stat()
+        if current is None or current == self._mtime:
+            return False
+        self._mtime = current
+        try:
+            new = config_mod.load(self.cfg.path)
+        except BeaconConfigError as exc:
+            log.error("config reload refused, keeping the running config:\n%s", exc)
+            self.out(f"{_now_iso()} config reload refused, keeping the running config:\n{exc}")
+            return False
+        if new.report_interval_seconds != self.report_interval:
+            self.report_interval = new.report_interval_seconds
+        if new.token != self.cfg.token:
+            self.transport.token = new.token
+        for name in ("pulse_server", "node_id", "state_dir", "tls_verify", "ca_file"):
+            if getattr(new, name) != getattr(self.cfg, name):
+                log.warning("%s changed in %s: takes effect after a restart", name, self.cfg.path)
+        if list(new.probes) != self.local:
+            self.local = list(new.probes)
+            self.need_declare = True
+            self.apply_probes()  # at once, even if Pulse is unreachable
+            self.sync()
+        self.out(f"{_now_iso()} config reloaded: {len(self.scheduler.specs)} probe(s) running")
+        return True
+
+    # -- reporting ---------------------------------------------------------------------
+    def report_once(self) -> ReportOutcome:
+        if self.need_declare or self.need_config:
+            self.sync()
+        runs = self.scheduler.drain()
+        hb = self.reporter.build(runs, self.scheduler.latest(), self.config_version)
+        outcome = self.reporter.report(hb)
+        if outcome.drift:
+            self.sync(force_config=True)
+        latency_ms = None if outcome.latency_seconds is None else outcome.latency_seconds * 1000
+        self.last = {
+            "at": _now_iso(),
+            "ok": outcome.ok,
+            "error": outcome.error,
+            "latency_ms": latency_ms,
+        }
+        self.out(
+            f"{_now_iso()} Reporting to Pulse… {self._describe(outcome, len(runs), latency_ms)}"
+        )
+        self.write_status(running=True)
+        return outcome
+
+    def _describe(self, o: ReportOutcome, runs: int, latency_ms: float | None) -> str:
+        took = "" if latency_ms is None else f" in {latency_ms:.1f} ms"
+        if o.ok:
+            extra = f", {o.delivered - 1} spooled heartbeat(s) delivered" if o.delivered > 1 else ""
+            drift = ", config drift: refetched" if o.drift else ""
+            return f"ok: {runs} result(s), {o.accepted} point(s) accepted{took}{extra}{drift}"
+        what = f"spooled ({self.spool.heartbeats} waiting)" if o.spooled else "dropped"
+        return f"failed: {o.error}; {what}{took}"
+
+    def status(self, running: bool) -> dict[str, Any]:
+        latest = {r.spec.key: r for r in self.scheduler.latest()}
+        probes = []
+        for spec in self.scheduler.specs:
+            run = latest.get(spec.key)
+            last = None if run is None else {**run.result(), "address": run.address}
+            probes.append({"probe": spec.label, "probe_id": spec.id, "last_result": last})
+        return {
+            "running": running,
+            "pid": os.getpid(),
+            "node_id": self.cfg.node_id,
+            "pulse_server": self.cfg.pulse_server,
+            "config_version": self.config_version,
+            "agent_version": __version__,
+            "last_report_at": self.last["at"],
+            "last_report_ok": self.last["ok"],
+            "last_report_error": self.last["error"],
+            "last_upload_latency_ms": self.last["latency_ms"],
+            "spool": self.spool.stats(),
+            "probes": probes,
+            "updated_at": _now_iso(),
+        }
+
+    def write_status(self, running: bool) -> None:
+        try:
+            state.write_status(self.cfg.state_dir, self.status(running))
+        except OSError as exc:
+            log.warning("cannot write status file: %s", exc)
+
+    # -- main loop ---------------------------------------------------------------------
+    def run(self) -> int:
+        self.out(
+            f"Beacon {__version__}: node {self.cfg.node_id}, Pulse {self.cfg.pulse_server}, "
+            f"{len(self.local)} local probe(s), state {self.cfg.state_dir}"
+        )
+        self.apply_probes()  # local probes start now, whatever Pulse says later
+        self.scheduler.start()
+        self.sync()
+        next_report = time.monotonic()
+        next_reload = time.monotonic() + self.reload_poll_seconds
+        try:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                if now >= next_reload:
+                    self.check_reload()
+                    next_reload = time.monotonic() + self.reload_poll_seconds
+                if now >= next_report:
+                    self.report_once()
+                    while next_report <= time.monotonic():
+                        next_report += self.report_interval
+                self.stop.wait(max(0.0, min(next_report, next_reload) - time.monotonic()))
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop probing; keep completed but unreported runs in the spool for next time."""
+        self.stop.set()
+        self.scheduler.shutdown()
+        runs = self.scheduler.drain()
+        if runs:
+            hb = self.reporter.build(runs, self.scheduler.latest(), self.config_version)
+            self.spool.append(hb)
+            self.out(f"{_now_iso()} stopping: {len(runs)} unreported result(s) spooled")
+        self.write_status(running=False)
+        self.transport.close()
+        self.out(f"{_now_iso()} Beacon stopped")

@@ -1,0 +1,184 @@
+"""``beacon start`` as a real subprocess against the stand-in Pulse."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from beacon.echo import UDPEcho
+from tests.beacon.standin import StandInPulse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def beacon(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "beacon.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+class Agent:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "beacon.cli", "start", "-c", str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def wait_for(pred, timeout: float, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def targets():
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(64)
+    echo = UDPEcho("127.0.0.1", 0).start()
+    yield {"tcp": tcp.getsockname()[1], "udp": echo.port}
+    echo.stop()
+    tcp.close()
+
+
+def write_config(path: Path, pulse: StandInPulse, probes: list[dict], **extra) -> Path:
+    doc = {"pulse_server": pulse.url, "node_id": pulse.node_id, "node_name": "test", "token": pulse.token,
+           "report_interval_seconds": 1, "state_dir": str(path.parent / "state"), "probes": probes,
+           **extra}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc))
+    os.replace(tmp, path)  # atomic, as an editor's save would be
+    return path
+
+
+def probe(kind: str, port: int) -> dict:
+    return {"type": kind, "target": "127.0.0.1", "port": port, "count": 2, "timeout_seconds": 1}
+
+
+def results_by_probe(pulse: StandInPulse) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for r in pulse.results():
+        out.setdefault(r["probe_id"], []).append(r)
+    return out
+
+
+def test_agent_reports_reloads_and_stops_gracefully(tmp_path, pulse, targets):
+    cfg = write_config(tmp_path / "beacon.yaml", pulse, [probe("TCP", targets["tcp"])])
+    agent = Agent(cfg)
+    try:
+        wait_for(lambda: pulse.heartbeats, 15, "first heartbeat")
+        tcp_id = wait_for(lambda: next(iter(results_by_probe(pulse)), None), 20, "TCP result")
+        (r,) = results_by_probe(pulse)[tcp_id][:1]
+        assert r["sent"] == 2 and r["received"] == 2 and r["packet_loss_rate"] == 0
+        assert pulse.heartbeats[-1]["config_version"] == pulse.config_version()
+        # Hot reload: add a UDP probe without a restart.
+        pid = agent.proc.pid
+        write_config(cfg, pulse, [probe("TCP", targets["tcp"]), probe("udp_ping", targets["udp"])])
+        wait_for(lambda: len(results_by_probe(pulse)) == 2, 20, "UDP result after reload")
+        udp_id = next(p["id"] for p in pulse.probes.values() if p["type"] == "UDP")
+        assert results_by_probe(pulse)[udp_id][0]["received"] == 2
+        assert agent.proc.pid == pid and agent.proc.poll() is None
+        # An invalid edit is refused; the agent keeps running with its config.
+        cfg.write_text(cfg.read_text().replace("port: %d" % targets["udp"], "port: 70000"))
+        wait_for(lambda: "reload refused" in agent.output(), 10, "refused reload")
+        assert "probes[1].port: must be 1-65535, got 70000" in agent.output()
+        assert agent.proc.poll() is None
+        write_config(cfg, pulse, [probe("TCP", targets["tcp"]), probe("udp_ping", targets["udp"])])
+        # status --json
+        st = beacon("status", "-c", str(cfg), "--json")
+        info = json.loads(st.stdout)
+        assert st.returncode == 0 and info["running"] is True and info["pid"] == pid
+        assert info["last_report_ok"] is True and info["spool"]["heartbeats"] == 0
+        assert {p["probe"] for p in info["probes"]} == {
+            f"TCP 127.0.0.1:{targets['tcp']}", f"UDP 127.0.0.1:{targets['udp']}"}
+        # Graceful stop.
+        started = time.monotonic()
+        stopped = beacon("stop", "-c", str(cfg))
+        assert stopped.returncode == 0, stopped.stderr
+        assert agent.proc.wait(10) == 0 and time.monotonic() - started < 10
+        out = agent.output()
+        assert "Reporting to Pulse… ok" in out and "Beacon stopped" in out
+        assert "Traceback" not in out
+        st = beacon("status", "-c", str(cfg), "--json")
+        assert st.returncode == 3 and json.loads(st.stdout)["running"] is False
+    finally:
+        agent.kill()
+
+
+def test_pulse_down_spools_then_delivers_everything_once_in_order(tmp_path, pulse, targets):
+    cfg = write_config(tmp_path / "beacon.yaml", pulse, [probe("TCP", targets["tcp"])])
+    agent = Agent(cfg)
+    try:
+        wait_for(lambda: pulse.results(), 20, "first result")
+        pulse.stop()
+        state = tmp_path / "state" / "status.json"
+        wait_for(lambda: state.exists() and json.loads(state.read_text())["spool"]["heartbeats"] >= 3,
+                 20, "heartbeats spooled")
+        assert "spooled" in agent.output()
+        pulse.start()  # same port
+        wait_for(lambda: json.loads(state.read_text())["spool"]["heartbeats"] == 0
+                 and json.loads(state.read_text())["last_report_ok"], 20, "spool drained")
+        agent.proc.send_signal(signal.SIGTERM)
+        assert agent.proc.wait(10) == 0
+        stamps = [hb["timestamp"] for hb in pulse.heartbeats]
+        assert stamps == sorted(stamps) and len(stamps) == len(set(stamps))  # once, in order
+        reports = sum("Reporting to Pulse…" in line for line in agent.lines)
+        assert len(stamps) >= reports - 1  # every report got there (the last may be in flight)
+        assert any(r[1] == "/api/v1/beacon/heartbeats" for r in pulse.requests)
+    finally:
+        agent.kill()
+
+
+def test_pulse_unreachable_at_start_runs_local_probes(tmp_path, targets):
+    pulse = StandInPulse()
+    # reserve a port, but start Pulse only later
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    pulse.port = s.getsockname()[1]
+    s.close()
+    cfg = write_config(tmp_path / "beacon.yaml", pulse, [probe("TCP", targets["tcp"])])
+    agent = Agent(cfg)
+    try:
+        wait_for(lambda: "probe ids not known yet" in agent.output() or "spooled" in agent.output(),
+                 15, "spooling")
+        time.sleep(3)  # the local probe runs meanwhile
+        pulse.start()
+        wait_for(lambda: pulse.results(), 20, "results after Pulse came back")
+        (pid,) = {r["probe_id"] for r in pulse.results()}
+        assert pid == next(iter(pulse.probes.values()))["id"]
+        first = pulse.results()[0]
+        # measured while Pulse was down, delivered later
+        assert first["timestamp"] < pulse.heartbeats[-1]["timestamp"]
+    finally:
+        agent.proc.send_signal(signal.SIGTERM)
+        agent.proc.wait(10)
+        agent.kill()
+        pulse.stop()
