@@ -9,11 +9,12 @@ from flask_smorest import Api
 def register_blueprints(app: Flask, api: Api) -> None:
     from app.api.auth.resources import blp as auth_blp
     from app.api.beacon.resources import blp as beacon_blp
+    from app.api.drift.resources import blp as drift_blp
     from app.api.metrics.resources import blp as metrics_blp
     from app.api.nodes.resources import blp as nodes_blp
     from app.api.ops import ops
     from app.api.probes.resources import blp as probes_blp
 
-    for blp in (auth_blp, nodes_blp, probes_blp, beacon_blp, metrics_blp):
+    for blp in (auth_blp, nodes_blp, probes_blp, beacon_blp, metrics_blp, drift_blp):
         api.register_blueprint(blp)
     app.register_blueprint(ops)

@@ -60,7 +60,7 @@ class ApiTokenCollection(MethodView):
             raise ApiError(403, "ERR_FORBIDDEN", "Cannot create a token above your own role")
         created_by = g.principal.id if g.principal.kind == "user" else None
         row, token = auth_service.create_api_token(data["name"], data["role"], created_by)
-        result = ApiTokenSchema().dump(row)
+        result = {c.key: getattr(row, c.key) for c in ApiToken.__mapper__.column_attrs}
         result["token"] = token
         return result
 
