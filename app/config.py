@@ -25,9 +25,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 
 def normalize_database_url(url: str) -> str:
-    """PaaS providers hand out postgres://, which SQLAlchemy 2 no longer accepts."""
-    if url.startswith("postgres://"):
-        return "postgresql://" + url[len("postgres://") :]
+    """PaaS providers hand out postgres://, which SQLAlchemy 2 no longer accepts; and
+    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, while we ship psycopg2."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
     return url
 
 

@@ -9,6 +9,8 @@ from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from sqlalchemy import MetaData
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,13 @@ class RedisHandle:
         url = app.config.get("REDIS_URL")
         self.prefix = app.config["PULSE_REDIS_PREFIX"]
         if url:
+            # A Redis restart should cost a retry, not a failed request: reconnect with
+            # backoff for a few seconds before giving up (then the API answers 503).
             self.client = redis.Redis.from_url(
-                url, decode_responses=False, socket_timeout=5, socket_connect_timeout=5,
+                url, decode_responses=False, socket_timeout=5, socket_connect_timeout=2,
                 health_check_interval=30,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 6),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
             self.embedded = False
         else:

@@ -59,16 +59,18 @@ class RedisStatsCollector:
         self.handle = handle
 
     def collect(self):
-        from app.services.pending import pending_length
+        from app.services.pending import pending_length, pending_points
 
         client, prefix = self.handle.client, self.handle.prefix
         try:
             stats = client.hgetall(stats_key(prefix))
-            pending = pending_length(client, prefix)
+            entries = pending_length(client, prefix)
+            points = pending_points(client, prefix)
         except Exception:  # Redis down: /readyz reports it; scrape what we can
             return
-        yield GaugeMetricFamily("pulse_pending_entries", "Heartbeat entries waiting for flush",
-                                value=pending)
+        yield GaugeMetricFamily("pulse_pending_entries", "Stream entries waiting for flush",
+                                value=entries)
+        yield GaugeMetricFamily("pulse_pending_points", "Points waiting for flush", value=points)
         for field, (name, doc, kind) in STATS_FIELDS.items():
             value = float(stats.get(field, 0))
             if field.endswith(b"_ms"):

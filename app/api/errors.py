@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
+import sqlalchemy.exc
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -92,6 +94,16 @@ def register_error_handlers(app: Flask) -> None:
             headers["Allow"] = err.get_response().headers["Allow"]
         return error_response(status, DEFAULT_CODES.get(status, f"ERR_HTTP_{status}"),
                               message, {}, headers)
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    def handle_backend_down(err: Exception):
+        # Nothing was accepted: the client retries (Beacons spool and deliver later).
+        log.error("backend unavailable: %s", err)
+        db.session.rollback()
+        return error_response(503, "ERR_UNAVAILABLE", "A backend is unavailable, retry later",
+                              headers={"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def handle_unexpected(err: Exception):

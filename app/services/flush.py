@@ -141,7 +141,7 @@ def _process(client, prefix: str, entries: list[tuple[bytes, dict]], report: Flu
         if batch_ids:
             oldest_ms = min(int(i.split(b"-")[0]) for i in batch_ids)
             report.max_lag_ms = max(report.max_lag_ms, now_ms - oldest_ms)
-        pending.acknowledge(client, prefix, batch_ids)
+        pending.acknowledge(client, prefix, batch_ids, len(batch_rows))
         report.entries += len(batch_ids)
         report.rows += len(batch_rows)
         batch_ids.clear()
@@ -152,7 +152,7 @@ def _process(client, prefix: str, entries: list[tuple[bytes, dict]], report: Flu
             rows = pending.decode_entry(fields)
         except (KeyError, ValueError) as exc:
             log.error("dropping undecodable pending entry %s: %s", entry_id, exc)
-            pending.acknowledge(client, prefix, [entry_id])
+            pending.acknowledge(client, prefix, [entry_id], 0)
             report.poisoned += 1
             continue
         if batch_rows and len(batch_rows) + len(rows) > ROWS_PER_TRANSACTION:
@@ -183,6 +183,7 @@ def flush_pending(max_seconds: float = DEFAULT_MAX_SECONDS) -> FlushReport:
                 break
             _process(client, prefix, entries, report)
         persist_node_seen()
+        pending.reset_count_if_empty(client, prefix)
     finally:
         _forget_consumer(client, prefix, consumer)
     record_stats(client, prefix, {"rows_flushed": report.inserted},

@@ -98,6 +98,8 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
     live_cache.queue_points(pipe, handle.prefix, node, summaries + points, now_ms)
     if points:
         pending.queue_append(pipe, handle.prefix, node, points)
+    count_reply = len(pipe)  # index of the INCRBY reply: the new pending point count
+    pending.queue_count(pipe, handle.prefix, len(points))
     mark_present(pipe, handle.prefix, node, now)
     newest = max(items, key=lambda v: v.ts_ms)
     seen = {"last_seen_ms": now_ms}
@@ -109,9 +111,8 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
         seen["metadata"] = json.dumps(newest.metadata, separators=(",", ":"))[:4096]
     pipe.hset(node_seen_key(handle.prefix, node), mapping=seen)
     pipe.sadd(seen_dirty_key(handle.prefix), node)
-    pipe.xlen(pending.pending_stream_key(handle.prefix))
     replies = pipe.execute()
-    if replies[-1] >= EARLY_FLUSH_PENDING:
+    if replies[count_reply] >= EARLY_FLUSH_PENDING:
         request_early_flush()
 
 

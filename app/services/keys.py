@@ -24,6 +24,11 @@ def pending_stream(prefix: str) -> str:
     return f"{prefix}:pending"
 
 
+def pending_points_key(prefix: str) -> str:
+    """How many points the pending stream holds (its entries hold many points each)."""
+    return f"{prefix}:pending:points"
+
+
 def node_seen_key(prefix: str, node_id: str) -> str:
     """Last-seen state of a node, written by ingest, persisted by the flush task."""
     return f"{prefix}:node:{{{node_id}}}:seen"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
-from app.services.keys import pending_stream
+from app.services.keys import pending_points_key, pending_stream
 from app.services.live_cache import Point
 
 GROUP = "flushers"
@@ -90,13 +90,30 @@ def read_new(client, prefix: str, consumer: str, count: int) -> list[tuple[bytes
     return [e for e in response[0][1] if e[1]]
 
 
-def acknowledge(client, prefix: str, entry_ids: list[bytes]) -> None:
+def acknowledge(client, prefix: str, entry_ids: list[bytes], points: int) -> None:
+    """XACK + XDEL the entries and take their points off the pending count, atomically."""
     if not entry_ids:
         return
     pipe = client.pipeline()
     pipe.xack(pending_stream(prefix), GROUP, *entry_ids)
     pipe.xdel(pending_stream(prefix), *entry_ids)
+    pipe.decrby(pending_points_key(prefix), points)
     pipe.execute()
+
+
+def queue_count(pipe, prefix: str, points: int) -> None:
+    """Add to the pending point count (its new value is the reply)."""
+    pipe.incrby(pending_points_key(prefix), points)
+
+
+def pending_points(client, prefix: str) -> int:
+    return max(0, int(client.get(pending_points_key(prefix)) or 0))
+
+
+def reset_count_if_empty(client, prefix: str) -> None:
+    """The count is advisory (early flushes, /metrics); re-zero it when the stream is empty."""
+    if client.xlen(pending_stream(prefix)) == 0:
+        client.set(pending_points_key(prefix), 0)
 
 
 def pending_stream_key(prefix: str) -> str:

@@ -76,7 +76,8 @@ def node_views(nodes: Sequence[Node]) -> list[dict]:
         view = {c.key: getattr(node, c.key) for c in Node.__mapper__.column_attrs}
         if str(node.id) in seen:
             view["last_seen_at"] = seen[str(node.id)]
-        view["status"] = node_status(node.last_seen_at)
+        # The status follows the freshest last_seen (Redis, until the flush writes it).
+        view["status"] = node_status(view["last_seen_at"])
         view["uptime_24h"] = uptimes[str(node.id)]
         views.append(view)
     return views
