@@ -60,8 +60,8 @@ def test_heartbeat_to_rows_and_aggregates(app, client, node, probes):
         assert db.session.scalar(select(func.count(Metric.id))) == 9
         assert aggregate_pending_minutes() == 3
         assert aggregate_pending_minutes() == 0
-        agg = db.session.scalars(select(Metric).where(Metric.is_aggregated.is_(True),
-                                                      Metric.probe_id == uuid.UUID(probes[0]))).one()
+        agg = db.session.scalars(select(Metric).where(
+            Metric.is_aggregated.is_(True), Metric.probe_id == uuid.UUID(probes[0]))).one()
         assert float(agg.latency_ms) == 12.0
         assert float(agg.latency_min_ms) == 10.0
         assert float(agg.latency_max_ms) == 14.0
