@@ -68,6 +68,7 @@ class Agent:
         self.etag: str | None = None
         self.need_declare = True
         self.need_config = True
+        self.sync_error: str | None = None
         self.scheduler = Scheduler(stop)
         meta = md.collect(auto_detect=True)
         self.reporter = Reporter(
@@ -161,7 +162,10 @@ class Agent:
                 self.need_config = False
         except ReporterError as exc:
             log.warning("Pulse sync failed: %s", exc)
+            self.sync_error = str(exc)
             ok = False
+        else:
+            self.sync_error = None
         self.apply_probes()
         return ok
 
@@ -214,6 +218,8 @@ class Agent:
         runs = self.scheduler.drain()
         hb = self.reporter.build(runs, self.scheduler.latest(), self.config_version)
         outcome = self.reporter.report(hb)
+        if not outcome.ok and self.sync_error and not self.ids.known:
+            outcome.error = f"Pulse not reached: {self.sync_error}"
         if outcome.drift:
             self.sync(force_config=True)
         latency_ms = None if outcome.latency_seconds is None else outcome.latency_seconds * 1000

@@ -6,8 +6,10 @@ probe ownership, body shape) and records everything for the assertions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import socket
 import threading
 import uuid
 from collections import deque
@@ -30,6 +32,7 @@ class StandInPulse:
         self.server: ThreadingHTTPServer | None = None
         self.port = 0
         self.tls_context = None
+        self.connections: set[socket.socket] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> StandInPulse:
@@ -40,15 +43,22 @@ class StandInPulse:
         if self.tls_context is not None:
             self.server.socket = self.tls_context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
+        """Stop like a dead server: listener closed and keep-alive connections cut."""
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        with self.lock:
+            conns, self.connections = list(self.connections), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     @property
     def url(self) -> str:
@@ -58,15 +68,23 @@ class StandInPulse:
     # -- model -------------------------------------------------------------------------
     def add_api_probe(self, **probe: Any) -> dict[str, Any]:
         with self.lock:
-            item = {"interval_seconds": 60, "count": 10, "timeout_seconds": 5, "enabled": True,
-                    **probe, "id": str(uuid.uuid4()), "source": "api"}
+            item = {
+                "interval_seconds": 60,
+                "count": 10,
+                "timeout_seconds": 5,
+                "enabled": True,
+                **probe,
+                "id": str(uuid.uuid4()),
+                "source": "api",
+            }
             self.probes[(item["type"], item["target"].lower(), item["port"])] = item
             return item
 
     def config_version(self) -> str:
         enabled = sorted(
             json.dumps({k: v for k, v in p.items() if k != "source"}, sort_keys=True)
-            for p in self.probes.values() if p["enabled"]
+            for p in self.probes.values()
+            if p["enabled"]
         )
         return hashlib.sha256("\n".join(enabled).encode()).hexdigest()[:16]
 
@@ -85,8 +103,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep test output quiet
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.pulse.lock:
+            self.pulse.connections.add(self.connection)
+
+    def finish(self) -> None:
+        super().finish()
+        with self.pulse.lock:
+            self.pulse.connections.discard(self.connection)
+
     def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         data = b"" if body is None else json.dumps(body).encode()
+        with self.pulse.lock:  # recorded before the client can see the answer
+            self.pulse.requests.append((self.command, self.path, status))
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -95,8 +125,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        with self.pulse.lock:
-            self.pulse.requests.append((self.command, self.path, status))
 
     def _error(self, status: int, code: str, message: str = "") -> None:
         self._send(status, {"code": code, "message": message or code, "details": {}})
@@ -123,9 +151,17 @@ class _Handler(BaseHTTPRequestHandler):
             with p.lock:
                 p.drift_bodies.append(body)
                 first = len(p.drift_bodies) == 1
-            drift = p.expected_version is not None and body.get("config_version") != p.expected_version
-            self._send(200, {"registered": first, "expected_version": p.expected_version,
-                             "drift_detected": drift})
+            drift = (
+                p.expected_version is not None and body.get("config_version") != p.expected_version
+            )
+            self._send(
+                200,
+                {
+                    "registered": first,
+                    "expected_version": p.expected_version,
+                    "drift_detected": drift,
+                },
+            )
         elif self.path == "/api/v1/beacon/probes" and self.command == "PUT":
             self._declare(body)
         elif self.path == "/api/v1/beacon/config" and self.command == "GET":
@@ -134,8 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
             if self.headers.get("If-None-Match") == etag:
                 self._send(304, None, {"ETag": etag})
                 return
-            self._send(200, {"node_id": p.node_id, "config_version": version,
-                             "probes": p.public_probes()}, {"ETag": etag})
+            self._send(
+                200,
+                {"node_id": p.node_id, "config_version": version, "probes": p.public_probes()},
+                {"ETag": etag},
+            )
         elif self.path == "/api/v1/beacon/heartbeat" and self.command == "POST":
             problem = self._check(body)
             if problem:
@@ -143,22 +182,38 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             with p.lock:
                 p.heartbeats.append(body)
-            self._send(200, {"status": "success", "message": "Heartbeat received",
-                             "timestamp": body["timestamp"], "accepted": len(body["results"]),
-                             "config_version": p.config_version(),
-                             "drift_detected": body.get("config_version") != p.config_version()})
+            self._send(
+                200,
+                {
+                    "status": "success",
+                    "message": "Heartbeat received",
+                    "timestamp": body["timestamp"],
+                    "accepted": len(body["results"]),
+                    "config_version": p.config_version(),
+                    "drift_detected": body.get("config_version") != p.config_version(),
+                },
+            )
         elif self.path == "/api/v1/beacon/heartbeats" and self.command == "POST":
             accepted, rejected = 0, []
             for i, item in enumerate(body["heartbeats"]):
-                problem = self._check(item) or ("ERR_INVALID_METRICS" if i in p.reject_batch_index else None)
+                problem = self._check(item) or (
+                    "ERR_INVALID_METRICS" if i in p.reject_batch_index else None
+                )
                 if problem:
                     rejected.append({"index": i, "code": problem, "message": problem})
                     continue
                 with p.lock:
                     p.heartbeats.append(item)
                 accepted += len(item["results"])
-            self._send(200, {"accepted": accepted, "rejected": rejected,
-                             "config_version": p.config_version(), "drift_detected": False})
+            self._send(
+                200,
+                {
+                    "accepted": accepted,
+                    "rejected": rejected,
+                    "config_version": p.config_version(),
+                    "drift_detected": False,
+                },
+            )
         else:
             self._error(404, "ERR_NOT_FOUND")
 
@@ -181,14 +236,20 @@ class _Handler(BaseHTTPRequestHandler):
             for item in body["probes"]:
                 key = (item["type"], item["target"].lower(), item["port"])
                 old = p.probes.get(key)
-                wanted[key] = {**item, "enabled": True, "source": "beacon",
-                               "id": old["id"] if old else str(uuid.uuid4())}
+                wanted[key] = {
+                    **item,
+                    "enabled": True,
+                    "source": "beacon",
+                    "id": old["id"] if old else str(uuid.uuid4()),
+                }
             for key in [k for k, v in p.probes.items() if v["source"] == "beacon"]:
                 if key not in wanted:
                     del p.probes[key]
             p.probes.update(wanted)
-            answer = {"config_version": p.config_version(),
-                      "probes": [{k: v for k, v in w.items() if k != "source"} for w in wanted.values()]}
+            answer = {
+                "config_version": p.config_version(),
+                "probes": [{k: v for k, v in w.items() if k != "source"} for w in wanted.values()],
+            }
         self._send(200, answer)
 
     do_GET = do_POST = do_PUT = _route  # noqa: N815

@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def beacon(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "beacon.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "beacon.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 class Agent:
@@ -30,9 +35,13 @@ class Agent:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "beacon.cli", "start", "-c", str(config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -46,6 +55,9 @@ class Agent:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        self.reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def wait_for(pred, timeout: float, what: str = "condition"):
@@ -70,9 +82,16 @@ def targets():
 
 
 def write_config(path: Path, pulse: StandInPulse, probes: list[dict], **extra) -> Path:
-    doc = {"pulse_server": pulse.url, "node_id": pulse.node_id, "node_name": "test", "token": pulse.token,
-           "report_interval_seconds": 1, "state_dir": str(path.parent / "state"), "probes": probes,
-           **extra}
+    doc = {
+        "pulse_server": pulse.url,
+        "node_id": pulse.node_id,
+        "node_name": "test",
+        "token": pulse.token,
+        "report_interval_seconds": 1,
+        "state_dir": str(path.parent / "state"),
+        "probes": probes,
+        **extra,
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(doc))
     os.replace(tmp, path)  # atomic, as an editor's save would be
@@ -107,7 +126,7 @@ def test_agent_reports_reloads_and_stops_gracefully(tmp_path, pulse, targets):
         assert results_by_probe(pulse)[udp_id][0]["received"] == 2
         assert agent.proc.pid == pid and agent.proc.poll() is None
         # An invalid edit is refused; the agent keeps running with its config.
-        cfg.write_text(cfg.read_text().replace("port: %d" % targets["udp"], "port: 70000"))
+        cfg.write_text(cfg.read_text().replace(f"port: {targets['udp']}", "port: 70000"))
         wait_for(lambda: "reload refused" in agent.output(), 10, "refused reload")
         assert "probes[1].port: must be 1-65535, got 70000" in agent.output()
         assert agent.proc.poll() is None
@@ -118,7 +137,9 @@ def test_agent_reports_reloads_and_stops_gracefully(tmp_path, pulse, targets):
         assert st.returncode == 0 and info["running"] is True and info["pid"] == pid
         assert info["last_report_ok"] is True and info["spool"]["heartbeats"] == 0
         assert {p["probe"] for p in info["probes"]} == {
-            f"TCP 127.0.0.1:{targets['tcp']}", f"UDP 127.0.0.1:{targets['udp']}"}
+            f"TCP 127.0.0.1:{targets['tcp']}",
+            f"UDP 127.0.0.1:{targets['udp']}",
+        }
         # Graceful stop.
         started = time.monotonic()
         stopped = beacon("stop", "-c", str(cfg))
@@ -140,12 +161,21 @@ def test_pulse_down_spools_then_delivers_everything_once_in_order(tmp_path, puls
         wait_for(lambda: pulse.results(), 20, "first result")
         pulse.stop()
         state = tmp_path / "state" / "status.json"
-        wait_for(lambda: state.exists() and json.loads(state.read_text())["spool"]["heartbeats"] >= 3,
-                 20, "heartbeats spooled")
+        wait_for(
+            lambda: state.exists() and json.loads(state.read_text())["spool"]["heartbeats"] >= 3,
+            20,
+            "heartbeats spooled",
+        )
         assert "spooled" in agent.output()
         pulse.start()  # same port
-        wait_for(lambda: json.loads(state.read_text())["spool"]["heartbeats"] == 0
-                 and json.loads(state.read_text())["last_report_ok"], 20, "spool drained")
+        wait_for(
+            lambda: (
+                json.loads(state.read_text())["spool"]["heartbeats"] == 0
+                and json.loads(state.read_text())["last_report_ok"]
+            ),
+            20,
+            "spool drained",
+        )
         agent.proc.send_signal(signal.SIGTERM)
         assert agent.proc.wait(10) == 0
         stamps = [hb["timestamp"] for hb in pulse.heartbeats]
@@ -167,8 +197,11 @@ def test_pulse_unreachable_at_start_runs_local_probes(tmp_path, targets):
     cfg = write_config(tmp_path / "beacon.yaml", pulse, [probe("TCP", targets["tcp"])])
     agent = Agent(cfg)
     try:
-        wait_for(lambda: "probe ids not known yet" in agent.output() or "spooled" in agent.output(),
-                 15, "spooling")
+        wait_for(
+            lambda: "probe ids not known yet" in agent.output() or "spooled" in agent.output(),
+            15,
+            "spooling",
+        )
         time.sleep(3)  # the local probe runs meanwhile
         pulse.start()
         wait_for(lambda: pulse.results(), 20, "results after Pulse came back")

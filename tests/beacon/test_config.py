@@ -68,24 +68,43 @@ def test_token_file(tmp_path):
 @pytest.mark.parametrize(
     ("probe", "expected"),
     [
-        ("{type: TCP, target: h.example, port: 70000}", "probes[0].port: must be 1-65535, got 70000"),
+        (
+            "{type: TCP, target: h.example, port: 70000}",
+            "probes[0].port: must be 1-65535, got 70000",
+        ),
         ("{type: TCP, target: h.example, port: 0}", "probes[0].port: must be 1-65535, got 0"),
-        ("{type: TCP, target: h.example, port: '80'}", "probes[0].port: must be an integer, got '80'"),
+        (
+            "{type: TCP, target: h.example, port: '80'}",
+            "probes[0].port: must be an integer, got '80'",
+        ),
         ("{type: TCP, target: h.example}", "probes[0].port: required"),
-        ("{type: icmp, target: h.example, port: 1}",
-         "probes[0].type: must be one of TCP, UDP, tcp_ping, udp_ping, got 'icmp'"),
+        (
+            "{type: icmp, target: h.example, port: 1}",
+            "probes[0].type: must be one of TCP, UDP, tcp_ping, udp_ping, got 'icmp'",
+        ),
         ("{target: h.example, port: 1}", "probes[0].type: required"),
         ("{type: TCP, port: 1}", "probes[0].target: required"),
-        ("{type: TCP, target: 256.1.1.1, port: 1}",
-         "probes[0].target: must be an IP address or a valid host name, got '256.1.1.1'"),
-        ("{type: TCP, target: h.example, port: 1, timeout_seconds: 31}",
-         "probes[0].timeout_seconds: must be 1-30, got 31"),
-        ("{type: TCP, target: h.example, port: 1, interval_seconds: 59}",
-         "probes[0].interval_seconds: must be 60-300, got 59"),
-        ("{type: TCP, target: h.example, port: 1, count: 101}", "probes[0].count: must be 1-100, got 101"),
+        (
+            "{type: TCP, target: 256.1.1.1, port: 1}",
+            "probes[0].target: must be an IP address or a valid host name, got '256.1.1.1'",
+        ),
+        (
+            "{type: TCP, target: h.example, port: 1, timeout_seconds: 31}",
+            "probes[0].timeout_seconds: must be 1-30, got 31",
+        ),
+        (
+            "{type: TCP, target: h.example, port: 1, interval_seconds: 59}",
+            "probes[0].interval_seconds: must be 60-300, got 59",
+        ),
+        (
+            "{type: TCP, target: h.example, port: 1, count: 101}",
+            "probes[0].count: must be 1-100, got 101",
+        ),
         ("{type: TCP, target: h.example, port: 1, colour: red}", "probes[0].colour: unknown field"),
-        ("{type: TCP, target: h.example, port: 1, enabled: maybe}",
-         "probes[0].enabled: must be true or false, got 'maybe'"),
+        (
+            "{type: TCP, target: h.example, port: 1, enabled: maybe}",
+            "probes[0].enabled: must be true or false, got 'maybe'",
+        ),
         ("42", "probes[0]: must be a mapping, got 42"),
     ],
 )
@@ -95,7 +114,9 @@ def test_probe_errors(tmp_path, probe, expected):
 
 
 def test_every_problem_reported_with_index(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         pulse_server: ftp://x
         report_interval_seconds: 0
         tls_verify: "yes"
@@ -104,7 +125,8 @@ def test_every_problem_reported_with_index(tmp_path):
           - {type: TCP, target: a.example, port: 70000}
           - {type: tcp_ping, target: A.example, port: 1}
         bogus: 1
-        """)
+        """,
+    )
     got = problems(path)
     assert got == [
         f"{path}: bogus: unknown field",
@@ -119,7 +141,9 @@ def test_every_problem_reported_with_index(tmp_path):
 
 
 def test_report_interval_bounds(tmp_path):
-    path = write(tmp_path, "pulse_server: http://x\nnode_id: n\ntoken: t\nreport_interval_seconds: 3601\n")
+    path = write(
+        tmp_path, "pulse_server: http://x\nnode_id: n\ntoken: t\nreport_interval_seconds: 3601\n"
+    )
     assert problems(path) == [f"{path}: report_interval_seconds: must be 1-3600, got 3601"]
 
 
@@ -128,7 +152,9 @@ def test_yaml_syntax_and_missing_file(tmp_path):
     (line,) = problems(path)
     assert line.startswith(f"{path}: invalid YAML: line ") and "\n" not in line
     assert problems(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: no such file"]
-    assert problems(write(tmp_path, "- 1\n- 2\n")) == [f"{path}: must be a mapping of settings, got list"]
+    assert problems(write(tmp_path, "- 1\n- 2\n")) == [
+        f"{path}: must be a mapping of settings, got list"
+    ]
 
 
 def test_targets():
@@ -140,9 +166,12 @@ def test_targets():
 
 @pytest.mark.parametrize("command", ["start", "status", "debug", "stop"])
 def test_cli_bad_file_exit_2_no_traceback(tmp_path, command):
-    path = write(tmp_path, "pulse_server: http://x\nnode_id: n\ntoken: t\nprobes:\n"
-                           "  - {type: TCP, target: h.example, port: 1}\n"
-                           "  - {type: TCP, target: h.example, port: 70000}\n")
+    path = write(
+        tmp_path,
+        "pulse_server: http://x\nnode_id: n\ntoken: t\nprobes:\n"
+        "  - {type: TCP, target: h.example, port: 1}\n"
+        "  - {type: TCP, target: h.example, port: 70000}\n",
+    )
     result = CliRunner().invoke(cli, [command, "-c", str(path)])
     assert result.exit_code == 2
     assert f"{path}: probes[1].port: must be 1-65535, got 70000" in result.output
@@ -152,8 +181,12 @@ def test_cli_bad_file_exit_2_no_traceback(tmp_path, command):
 def test_subprocess_missing_file_and_yaml_error(tmp_path):
     bad = write(tmp_path, "a: [1,\n")
     for path in (bad, tmp_path / "missing.yaml"):
-        proc = subprocess.run([sys.executable, "-m", "beacon.cli", "start", "-c", str(path)],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [sys.executable, "-m", "beacon.cli", "start", "-c", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert proc.returncode == 2
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
         assert proc.stderr.startswith(str(path))

@@ -10,8 +10,12 @@ from beacon.spool import Spool
 
 
 def run_of(spec: ProbeSpec, samples, started=None) -> RunResult:
-    return RunResult(spec=spec, started_at=started or time.time(), samples=list(samples),
-                     errors=["ERR_CONNECTION_TIMEOUT"] * sum(s is None for s in samples))
+    return RunResult(
+        spec=spec,
+        started_at=started or time.time(),
+        samples=list(samples),
+        errors=["ERR_CONNECTION_TIMEOUT"] * sum(s is None for s in samples),
+    )
 
 
 TCP = ProbeSpec("TCP", "a.example", 80)
@@ -20,8 +24,11 @@ UDP = ProbeSpec("UDP", "b.example", 7)
 
 def test_summary_rules():
     assert summarize([]) == {"latency_ms": 0.0, "packet_loss_rate": 100.0, "jitter_ms": 0.0}
-    assert summarize([run_of(TCP, [None, None])]) == {"latency_ms": 0.0, "packet_loss_rate": 100.0,
-                                                      "jitter_ms": 0.0}
+    assert summarize([run_of(TCP, [None, None])]) == {
+        "latency_ms": 0.0,
+        "packet_loss_rate": 100.0,
+        "jitter_ms": 0.0,
+    }
     s = summarize([run_of(TCP, [10.0, 12.0]), run_of(UDP, [20.0, None]), run_of(TCP, [None])])
     assert s == {"latency_ms": 15.5, "packet_loss_rate": 25.0, "jitter_ms": 1.0}
 
@@ -33,13 +40,20 @@ def setup(pulse, tmp_path):
     transport = make_transport(pulse.url, pulse.token, True, None, stop)
     transport.initial_retry_delay = 0.01
     spool = Spool(tmp_path / "spool")
-    reporter = Reporter(PulseClient(transport), spool, pulse.node_id,
-                        {"hostname": "h", "ip_address": "127.0.0.1", "region": None}, lambda: ids)
+    reporter = Reporter(
+        PulseClient(transport),
+        spool,
+        pulse.node_id,
+        {"hostname": "h", "ip_address": "127.0.0.1", "region": None},
+        lambda: ids,
+    )
     return reporter, ids, spool
 
 
 def learn(ids: IdMap, pulse, *specs):
-    version, declared = PulseClient(make_transport(pulse.url, pulse.token, True, None)).declare(list(specs))
+    version, declared = PulseClient(make_transport(pulse.url, pulse.token, True, None)).declare(
+        list(specs)
+    )
     for p in declared:
         ids.by_key[p.key] = p.id
         ids.valid.add(p.id)
@@ -53,7 +67,12 @@ def test_no_run_yet_heartbeat(setup, pulse):
     out = reporter.report(reporter.build([], [], None))
     assert out.ok and out.accepted == 0
     (hb,) = pulse.heartbeats
-    assert (hb["latency_ms"], hb["jitter_ms"], hb["packet_loss_rate"], hb["results"]) == (0, 0, 100, [])
+    assert (hb["latency_ms"], hb["jitter_ms"], hb["packet_loss_rate"], hb["results"]) == (
+        0,
+        0,
+        100,
+        [],
+    )
     assert "config_version" not in hb and hb["agent_version"] and hb["node_id"] == pulse.node_id
     assert hb["timestamp"].endswith("Z")
 

@@ -27,7 +27,13 @@ def test_builder_validates_required_fields():
     assert info.value.field == "app"
     with pytest.raises(ConfigError, match="profile"):
         HeartbeatClient.builder().server_url("http://localhost:8080").app("myapp").build()
-    client = HeartbeatClient.builder().server_url("http://localhost:8080").app("myapp").profile("prod").build()
+    client = (
+        HeartbeatClient.builder()
+        .server_url("http://localhost:8080")
+        .app("myapp")
+        .profile("prod")
+        .build()
+    )
     assert isinstance(client, HeartbeatClient)
     with pytest.raises(ConfigError, match="interval"):
         HeartbeatClient(server_url="http://x", app="a", profile="p", interval=0)
@@ -40,14 +46,22 @@ def test_generates_instance_id():
     host, _, suffix = client.instance_id.rpartition("-")
     assert host and len(suffix) == 8 and all(c.isdigit() or c.islower() for c in suffix)
     assert HeartbeatClient(server_url="http://x", app="a", profile="p", instance_id="").instance_id
-    assert HeartbeatClient(server_url="http://x", app="a", profile="p", instance_id="i-1").instance_id == "i-1"
+    assert (
+        HeartbeatClient(server_url="http://x", app="a", profile="p", instance_id="i-1").instance_id
+        == "i-1"
+    )
 
 
 def test_metadata_collector(monkeypatch, tmp_path):
     meta = collect()
     assert meta.hostname
-    env = {"CLOUD_REGION": "eu-1", "KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOSTNAME": "pod-7",
-           "POD_NAMESPACE": "ns", "APP_VERSION": "1.2"}
+    env = {
+        "CLOUD_REGION": "eu-1",
+        "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+        "HOSTNAME": "pod-7",
+        "POD_NAMESPACE": "ns",
+        "APP_VERSION": "1.2",
+    }
     meta = collect({"team": "platform"}, env=env)
     assert (meta.region, meta.kubernetes_pod, meta.kubernetes_namespace) == ("eu-1", "pod-7", "ns")
     assert meta.app_version == "1.2" and meta.custom == {"team": "platform"}
@@ -56,8 +70,14 @@ def test_metadata_collector(monkeypatch, tmp_path):
 
 
 def test_client_start_stop():
-    client = HeartbeatClient(server_url="http://127.0.0.1:9", app="test", profile="test",
-                             instance_id="test-instance", interval=60, **FAST)
+    client = HeartbeatClient(
+        server_url="http://127.0.0.1:9",
+        app="test",
+        profile="test",
+        instance_id="test-instance",
+        interval=60,
+        **FAST,
+    )
     assert not client.is_running
     client.start()  # cannot connect; must not raise
     assert client.is_running
@@ -76,8 +96,17 @@ def test_client_config_version():
 
 
 def test_heartbeats_sent_to_server(pulse):
-    client = (HeartbeatClient.builder().server_url(pulse.url).app("test-app").profile("test")
-              .instance_id("test-instance").interval(0.1).token(pulse.token).metadata("team", "x").build())
+    client = (
+        HeartbeatClient.builder()
+        .server_url(pulse.url)
+        .app("test-app")
+        .profile("test")
+        .instance_id("test-instance")
+        .interval(0.1)
+        .token(pulse.token)
+        .metadata("team", "x")
+        .build()
+    )
     client.set_config_version("v1.0.0")
     client.start()
     time.sleep(0.35)
@@ -86,13 +115,24 @@ def test_heartbeats_sent_to_server(pulse):
     body = pulse.drift_bodies[0]
     assert body["instance_id"] == "test-instance" and body["config_version"] == "v1.0.0"
     assert body["metadata"]["team"] == "x" and body["health"] == "healthy" and body["hostname"]
-    assert set(body) == {"instance_id", "config_version", "hostname", "ip_address", "region",
-                         "kubernetes_pod", "kubernetes_namespace", "metadata", "health"}
+    assert set(body) == {
+        "instance_id",
+        "config_version",
+        "hostname",
+        "ip_address",
+        "region",
+        "kubernetes_pod",
+        "kubernetes_namespace",
+        "metadata",
+        "health",
+    }
     assert ("POST", "/api/drift/heartbeat/test-app/test", 200) in pulse.requests
 
 
 def test_first_heartbeat_immediate_and_stop_mid_sleep(pulse):
-    client = HeartbeatClient(server_url=pulse.url, app="a", profile="p", token=pulse.token, interval=30)
+    client = HeartbeatClient(
+        server_url=pulse.url, app="a", profile="p", token=pulse.token, interval=30
+    )
     client.start()
     deadline = time.monotonic() + 2
     while not pulse.drift_bodies and time.monotonic() < deadline:
@@ -115,8 +155,9 @@ def test_report_now_and_drift(pulse):
 
 
 def _client(pulse, **kw):
-    return HeartbeatClient(server_url=pulse.url, app="a", profile="p", token=pulse.token,
-                           **{**FAST, **kw})
+    return HeartbeatClient(
+        server_url=pulse.url, app="a", profile="p", token=pulse.token, **{**FAST, **kw}
+    )
 
 
 def _count(pulse):
@@ -157,7 +198,9 @@ def test_401_is_final_and_wrong_token(pulse):
 
 
 def test_network_error_retried():
-    client = HeartbeatClient(server_url="http://127.0.0.1:9", app="a", profile="p", max_retries=2, **FAST)
+    client = HeartbeatClient(
+        server_url="http://127.0.0.1:9", app="a", profile="p", max_retries=2, **FAST
+    )
     with pytest.raises(NetworkError):
         client.report_now()
     assert issubclass(NetworkError, ReporterError)
@@ -185,7 +228,9 @@ def test_backoff_and_jitter_bounds():
 def test_default_waits_are_1s_then_2s(monkeypatch, pulse):
     waits = []
     client = HeartbeatClient(server_url=pulse.url, app="a", profile="p", token=pulse.token)
-    monkeypatch.setattr(client._core.transport.stop_event, "wait", lambda t: waits.append(t) or False)
+    monkeypatch.setattr(
+        client._core.transport.stop_event, "wait", lambda t: waits.append(t) or False
+    )
     for _ in range(3):
         pulse.scripted.append((503, {}, {}))
     with pytest.raises(ServerError):
@@ -206,8 +251,15 @@ def test_stop_interrupts_retry_backoff(pulse):
 
 def test_async_twin(pulse):
     async def scenario():
-        client = (AsyncHeartbeatClient.builder().server_url(pulse.url).app("a").profile("p")
-                  .token(pulse.token).interval(0.1).build())
+        client = (
+            AsyncHeartbeatClient.builder()
+            .server_url(pulse.url)
+            .app("a")
+            .profile("p")
+            .token(pulse.token)
+            .interval(0.1)
+            .build()
+        )
         assert client.config_version == "unknown"
         client.set_config_version("v9")
         answer = await client.report_now()
@@ -228,8 +280,9 @@ def test_async_errors_and_config():
         AsyncHeartbeatClient(server_url="http://x", app="a")
 
     async def scenario():
-        client = AsyncHeartbeatClient(server_url="http://127.0.0.1:9", app="a", profile="p",
-                                      max_retries=1)
+        client = AsyncHeartbeatClient(
+            server_url="http://127.0.0.1:9", app="a", profile="p", max_retries=1
+        )
         with pytest.raises(NetworkError):
             await client.report_now()
 

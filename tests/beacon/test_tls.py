@@ -25,8 +25,9 @@ def https_pulse(ca):
 
 
 def test_refused_without_ca(https_pulse):
-    client = HeartbeatClient(server_url=https_pulse.url, app="a", profile="p",
-                             token=https_pulse.token, max_retries=1)
+    client = HeartbeatClient(
+        server_url=https_pulse.url, app="a", profile="p", token=https_pulse.token, max_retries=1
+    )
     with pytest.raises(NetworkError, match="SSL|certificate"):
         client.report_now()
     assert https_pulse.drift_bodies == []
@@ -35,11 +36,17 @@ def test_refused_without_ca(https_pulse):
 def test_accepted_with_ca_file(https_pulse, ca, tmp_path):
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    client = HeartbeatClient(server_url=https_pulse.url, app="a", profile="p",
-                             token=https_pulse.token, ca_file=str(ca_file))
+    client = HeartbeatClient(
+        server_url=https_pulse.url,
+        app="a",
+        profile="p",
+        token=https_pulse.token,
+        ca_file=str(ca_file),
+    )
     assert client.report_now().registered is True
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_verify_false_accepts_unknown_ca(https_pulse):
     t = Transport(https_pulse.url, token=https_pulse.token, tls_verify=False, max_retries=1)
     assert t.request("GET", "/api/v1/beacon/config").status == 200
