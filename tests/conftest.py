@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -107,9 +108,13 @@ def app_factory(sqlite_template, tmp_path):
         shutil.copy(sqlite_template, path)
         new_app = make_app(f"sqlite:///{path}", **env)
         with new_app.app_context():
+            import redis
+
             from app.extensions import get_redis
 
-            get_redis().client.flushall()
+            # A test of what happens when Redis is down has none to flush.
+            with contextlib.suppress(redis.ConnectionError):
+                get_redis().client.flushall()
         built.append(new_app)
         return new_app
 
@@ -221,3 +226,119 @@ def probe(client, operator, node):
     }, headers=operator.headers)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+# --- heartbeat fixtures (tests/api/test_heartbeat_*, tests/services/*) ---------------------
+
+
+@pytest.fixture
+def node_headers(node):
+    """The bearer header of `node` (its node token)."""
+    return {"Authorization": f"Bearer {node['token']}"}
+
+
+@pytest.fixture
+def node_probes(client, operator, node):
+    """Three TCP probe ids on `node` (192.0.2.1 ports 80, 443, 53), created through the API."""
+    ids = []
+    for port in (80, 443, 53):
+        response = client.post("/api/v1/probes", json={
+            "node_id": node["id"], "type": "TCP", "target": "192.0.2.1", "port": port,
+        }, headers=operator.headers)
+        assert response.status_code == 201, response.get_json()
+        ids.append(response.get_json()["id"])
+    return ids
+
+
+@pytest.fixture
+def other_probe(client, operator, other_node):
+    """A TCP probe on `other_node`."""
+    response = client.post("/api/v1/probes", json={
+        "node_id": other_node["id"], "type": "TCP", "target": "192.0.2.2", "port": 80,
+    }, headers=operator.headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+@pytest.fixture
+def make_heartbeat():
+    """Builds a heartbeat body: make_heartbeat(node_id, ts, probe_ids, latency=…, **fields).
+
+    Each probe gets a result with `latency` (a number or one per probe), `loss` and
+    `jitter`; `ts` is a datetime (sent as ISO 8601 with Z); extra keyword arguments
+    replace top-level fields (None removes one).
+    """
+    from datetime import UTC
+
+    def build(node_id, ts, probe_ids=(), latency=10.0, loss=0.0, jitter=0.5, **fields):
+        latencies = list(latency) if isinstance(latency, list | tuple) else [latency] * len(
+            probe_ids)
+        body = {
+            "node_id": node_id,
+            "timestamp": ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "latency_ms": (sum(latencies) / len(latencies)) if latencies else 10.0,
+            "packet_loss_rate": loss, "jitter_ms": jitter, "config_version": "cv-test",
+            "results": [{"probe_id": p, "latency_ms": lat, "packet_loss_rate": loss,
+                         "jitter_ms": jitter} for p, lat in zip(probe_ids, latencies,
+                                                               strict=True)],
+        }
+        for name, value in fields.items():
+            if value is None:
+                body.pop(name, None)
+            else:
+                body[name] = value
+        return body
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def shared_beacon(shared_client, shared_personas):
+    """A node with three TCP probes on `shared_app`: {id, token, headers, probes}."""
+    operator = shared_personas["operator"]
+    created = shared_client.post("/api/v1/nodes", json={"name": "shared-beacon"},
+                                 headers=operator.headers)
+    assert created.status_code == 201, created.get_json()
+    node = created.get_json()
+    probes = []
+    for port in (80, 443, 53):
+        response = shared_client.post("/api/v1/probes", json={
+            "node_id": node["id"], "type": "TCP", "target": "198.51.100.7", "port": port,
+        }, headers=operator.headers)
+        assert response.status_code == 201, response.get_json()
+        probes.append(response.get_json()["id"])
+    return {"id": node["id"], "token": node["token"], "probes": probes,
+            "headers": {"Authorization": f"Bearer {node['token']}"}}
+
+
+@pytest.fixture(scope="module")
+def module_app(sqlite_template, tmp_path_factory):
+    """One app per module, emptied before each test by `reset_app` (see there)."""
+    path = tmp_path_factory.mktemp("module") / "pulse.db"
+    shutil.copy(sqlite_template, path)
+    built = make_app(f"sqlite:///{path}")
+    yield built
+    _dispose(built)
+
+
+@pytest.fixture
+def reset_app(module_app):
+    """`module_app` as a fresh app would be: every table but users emptied, Redis flushed.
+
+    A module that overrides `app` with it (`def app(reset_app): return reset_app`) keeps
+    every fixture built on `app` (client, personas, node, …) and saves building an app per
+    test (~50 ms; the reset costs ~3 ms). Only for apps with the default settings: rate
+    limiter and body limit are fixed when an app is built.
+    """
+    from app.extensions import db, get_redis
+
+    with module_app.app_context():
+        db.session.remove()
+        for table in reversed(db.metadata.sorted_tables):
+            if table.name != "users":
+                db.session.execute(table.delete())
+        db.session.commit()
+        get_redis().client.flushall()
+    yield module_app
+    with module_app.app_context():
+        db.session.remove()

@@ -49,10 +49,11 @@ class Blueprint(flask_smorest.Blueprint):
 
 def require_json_body() -> None:
     """415 for a write whose body is not JSON (webargs would otherwise see it as empty)."""
-    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
-        if not request.is_json:
-            raise ApiError(415, "ERR_UNSUPPORTED_MEDIA_TYPE",
-                           "Content-Type must be application/json")
+    if request.method not in ("POST", "PUT", "PATCH") or request.is_json:
+        return
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.content_length or chunked:
+        raise ApiError(415, "ERR_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
 
 
 def load_json_body(schema: ma.Schema) -> dict:

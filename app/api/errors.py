@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import marshmallow as ma
 import redis
 import sqlalchemy.exc
 from flask import Flask, jsonify
@@ -29,6 +30,16 @@ DEFAULT_CODES = {
     500: "ERR_INTERNAL",
     503: "ERR_UNAVAILABLE",
 }
+
+
+class ErrorSchema(ma.Schema):
+    """The body of every error, for the OpenAPI document (flask-smorest's ERROR_SCHEMA)."""
+
+    code = ma.fields.String(metadata={"description": "ERR_… code", "example": "ERR_INVALID_PORT"})
+    message = ma.fields.String(metadata={"description": "Human-readable explanation"})
+    details = ma.fields.Dict(metadata={
+        "description": "More about the error; validation errors list "
+                       "`fields: {field: [messages]}`"})
 
 
 def error_response(status: int, code: str, message: str, details=None, headers=None):
@@ -75,6 +86,15 @@ def validation_error(messages: Any, error_codes: dict[str, str] | None = None) -
     return ApiError(400, code, message, {"fields": fields})
 
 
+def _rollback_quietly() -> None:
+    """Roll the session back for an error answer; a rollback that fails itself (database
+    gone) must not turn the JSON answer into Flask's HTML error page."""
+    try:
+        db.session.rollback()
+    except Exception:  # the answer matters more than why the rollback failed
+        log.exception("Rollback after an error failed")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(err: ApiError):
@@ -101,12 +121,12 @@ def register_error_handlers(app: Flask) -> None:
     def handle_backend_down(err: Exception):
         # Nothing was accepted: the client retries (Beacons spool and deliver later).
         log.error("backend unavailable: %s", err)
-        db.session.rollback()
+        _rollback_quietly()
         return error_response(503, "ERR_UNAVAILABLE", "A backend is unavailable, retry later",
                               headers={"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def handle_unexpected(err: Exception):
         log.exception("Unhandled error")
-        db.session.rollback()
+        _rollback_quietly()
         return error_response(500, "ERR_INTERNAL", "Internal server error")

@@ -36,7 +36,8 @@ class Probe(db.Model):
         CheckConstraint("count >= 1 AND count <= 100", name="count"),
         CheckConstraint("timeout_seconds >= 1 AND timeout_seconds <= 30", name="timeout"),
         CheckConstraint("source IN ('api', 'beacon')", name="source"),
-        UniqueConstraint("node_id", "type", "target", "port", name="uq_probes_node_type_target_port"),
+        UniqueConstraint("node_id", "type", "target", "port",
+                         name="uq_probes_node_type_target_port"),
         Index("idx_probes_node_id", "node_id"),
         Index("idx_probes_type", "type"),
     )

@@ -219,14 +219,25 @@ def persist_node_seen(batch: int = 500) -> int:
             node.agent_version = state[b"agent_version"].decode()[:64]
         if b"config_version" in state:
             node.config_version = state[b"config_version"].decode()[:128]
-        if b"metadata" in state:
-            metadata = json.loads(state[b"metadata"])
+        metadata = _load_metadata(state.get(b"metadata"))
+        if metadata is not None:
             node.metadata_ = metadata
             node.hostname = _short(metadata.get("hostname"), 255) or node.hostname
             node.ip_address = _short(metadata.get("ip_address"), 64) or node.ip_address
             node.region = node.region or _short(metadata.get("region"), 64)
     db.session.commit()
     return len(node_ids)
+
+
+def _load_metadata(raw: bytes | None) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        log.warning("ignoring undecodable node metadata in Redis")
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _short(value, limit: int) -> str | None:

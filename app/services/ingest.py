@@ -89,6 +89,19 @@ def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None) -> Inge
     return result
 
 
+MAX_METADATA_BYTES = 4096
+KNOWN_METADATA = ("hostname", "ip_address", "region", "kubernetes_pod", "kubernetes_namespace")
+
+
+def _bounded_metadata(metadata: dict) -> str:
+    """JSON of the reported metadata; when too large, only its well-known short keys."""
+    text = json.dumps(metadata, separators=(",", ":"), default=str)
+    if len(text) <= MAX_METADATA_BYTES:
+        return text
+    known = {k: str(metadata[k])[:255] for k in KNOWN_METADATA if metadata.get(k) is not None}
+    return json.dumps(known, separators=(",", ":"))
+
+
 def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_ms: int) -> None:
     handle = get_redis()
     node = str(node_id)
@@ -108,7 +121,7 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
     if newest.agent_version is not None:
         seen["agent_version"] = newest.agent_version
     if newest.metadata:
-        seen["metadata"] = json.dumps(newest.metadata, separators=(",", ":"))[:4096]
+        seen["metadata"] = _bounded_metadata(newest.metadata)
     pipe.hset(node_seen_key(handle.prefix, node), mapping=seen)
     pipe.sadd(seen_dirty_key(handle.prefix), node)
     replies = pipe.execute()

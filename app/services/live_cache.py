@@ -71,7 +71,10 @@ def read_series(client, prefix: str, node_id: str, series: str, from_ms: int | N
     points: dict[int, Point] = {}
     for member, _score in client.zrangebyscore(key, low, high, withscores=True):
         point = decode_member(series, member)
-        points[point.ts_ms] = point  # a corrected re-send at the same instant wins
+        # One point per instant. A re-send with *other* values at the same instant leaves
+        # two members; reads show the lowest-encoded one, deterministically (the database
+        # keeps the first that was flushed). Beacons never re-send altered points.
+        points.setdefault(point.ts_ms, point)
     return [points[ts] for ts in sorted(points)]
 
 
@@ -87,6 +90,6 @@ def read_many(client, prefix: str, node_id: str, series_ids: list[str],
         points = {}
         for member in members:
             point = decode_member(series, member)
-            points[point.ts_ms] = point
+            points.setdefault(point.ts_ms, point)
         result[series] = [points[ts] for ts in sorted(points)]
     return result

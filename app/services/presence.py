@@ -25,35 +25,52 @@ def mark_present(pipe, prefix: str, node_id: str, at: datetime) -> None:
     pipe.expire(key, 3 * 86400)
 
 
+def _minute_of_day(ts: datetime) -> int:
+    return ts.hour * 60 + ts.minute
+
+
+def _window_spans(now: datetime) -> list[tuple[str, int, int]]:
+    """(day, first bit, end bit) of the last 1,440 minutes, the current one included.
+
+    The current minute counts: a node that has just sent its first heartbeat is up, not
+    at 0 %. The window spans one day or two (it starts 1,439 minutes back).
+    """
+    first = now - timedelta(minutes=MINUTES_PER_DAY - 1)
+    end_bit = _minute_of_day(now) + 1
+    if _day(first) == _day(now):
+        return [(_day(now), _minute_of_day(first), end_bit)]
+    return [(_day(first), _minute_of_day(first), MINUTES_PER_DAY), (_day(now), 0, end_bit)]
+
+
 def uptime_24h(node_ids: Sequence[str], now: datetime | None = None) -> dict[str, float]:
-    """% of the last 1,440 whole minutes in which each node sent a heartbeat."""
+    """% of the last 1,440 minutes (the current one included) with a heartbeat, per node."""
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=MINUTES_PER_DAY)
-    yesterday, today = _day(start), _day(now)
+    spans = _window_spans(now)
     handle = get_redis()
     pipe = handle.client.pipeline()
     for node_id in node_ids:
-        pipe.get(presence_key(handle.prefix, node_id, yesterday))
-        pipe.get(presence_key(handle.prefix, node_id, today))
-    raw = pipe.execute()
-    first_minute = start.hour * 60 + start.minute
+        for day, _first, _end in spans:
+            pipe.get(presence_key(handle.prefix, node_id, day))
+    raw = iter(pipe.execute())
     result = {}
-    for i, node_id in enumerate(node_ids):
-        old, new = raw[2 * i] or b"", raw[2 * i + 1] or b""
-        # Window: [start, now) = yesterday's minutes from first_minute on + today's before now.
-        count = _count_bits(old, first_minute, MINUTES_PER_DAY) + _count_bits(
-            new, 0, now.hour * 60 + now.minute)
+    for node_id in node_ids:
+        count = sum(_count_bits(next(raw) or b"", first, end) for _, first, end in spans)
         result[node_id] = round(100.0 * count / MINUTES_PER_DAY, 2)
     return result
 
 
 def _count_bits(bitmap: bytes, start_bit: int, end_bit: int) -> int:
-    total = 0
-    for bit in range(start_bit, end_bit):
-        byte = bit >> 3
-        if byte < len(bitmap) and bitmap[byte] & (0x80 >> (bit & 7)):
-            total += 1
-    return total
+    """Set bits in [start_bit, end_bit) of a Redis bitmap (bit 0 = the first byte's MSB).
+
+    One big-int mask and popcount instead of a Python loop over up to 1,440 bits per node
+    (a node list of 500 would otherwise cost ~0.7 M iterations per request).
+    """
+    size = len(bitmap) * 8
+    end_bit = min(end_bit, size)
+    if end_bit <= start_bit:
+        return 0
+    window = int.from_bytes(bitmap, "big") >> (size - end_bit)
+    return (window & ((1 << (end_bit - start_bit)) - 1)).bit_count()
 
 
 def fresh_last_seen(node_ids: Sequence[str]) -> dict[str, datetime]:

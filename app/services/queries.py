@@ -30,6 +30,10 @@ def to_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+def _to_datetime(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+
+
 def pick_resolution(resolution: str, start: datetime, end: datetime) -> str:
     if resolution != "auto":
         return resolution
@@ -77,19 +81,24 @@ def _summarise(points_by_ts: dict[int, list[dict]]) -> dict[int, dict]:
 
 def raw_points(node_id, probe_id, start: datetime, end: datetime, now: datetime) -> list[dict]:
     start_ms, end_ms, now_ms = to_ms(start), to_ms(end), to_ms(now)
+    live_from_ms = now_ms - LIVE_WINDOW_MS
     merged: dict[int, dict] = {}
-    if start_ms < now_ms - LIVE_WINDOW_MS or probe_id is not None:
-        rows = _db_rows(node_id, probe_id, start, end, aggregated=False)
-        if probe_id is None:
-            by_ts: dict[int, list[dict]] = defaultdict(list)
-            for r in rows:
-                by_ts[to_ms(r.timestamp)].append(
-                    _raw_point(0, r.latency_ms, r.packet_loss_rate, r.jitter_ms))
-            merged.update(_summarise(by_ts))
-        else:
-            for r in rows:
-                ts = to_ms(r.timestamp)
-                merged[ts] = _raw_point(ts, r.latency_ms, r.packet_loss_rate, r.jitter_ms)
+    if probe_id is not None:
+        # A probe's rows and its live points are the same points: read both, merged by
+        # timestamp, so a point missing from either source is still shown.
+        for r in _db_rows(node_id, probe_id, start, end, aggregated=False):
+            ts = to_ms(r.timestamp)
+            merged[ts] = _raw_point(ts, r.latency_ms, r.packet_loss_rate, r.jitter_ms)
+    elif start_ms < live_from_ms:
+        # The node summary of the live hour is what the Beacon reported (Redis); before
+        # it, it is derived from the probe rows. Results carry their own timestamps, so
+        # deriving inside the live hour too would add points beside the reported ones.
+        db_end = min(end, _to_datetime(live_from_ms - 1))  # timestamps are ms-precise
+        by_ts: dict[int, list[dict]] = defaultdict(list)
+        for r in _db_rows(node_id, None, start, db_end, aggregated=False):
+            by_ts[to_ms(r.timestamp)].append(
+                _raw_point(0, r.latency_ms, r.packet_loss_rate, r.jitter_ms))
+        merged.update(_summarise(by_ts))
     series = str(probe_id) if probe_id is not None else NODE_SERIES
     for p in _live_points(node_id, series, start_ms, end_ms, now_ms):
         merged[p.ts_ms] = _raw_point(p.ts_ms, p.latency_ms, p.packet_loss_rate, p.jitter_ms)

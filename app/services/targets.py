@@ -41,3 +41,18 @@ def target_problem(target: str) -> str | None:
         # 256.1.1.1 is neither an address nor a host name.
         return "not a valid IP address, and the last label of a host name cannot be numeric"
     return None
+
+
+def canonical_target(target: str) -> str:
+    """The one spelling of a valid target, so the unique key (node, type, target, port)
+    sees `EXAMPLE.com` and `example.com`, or `2001:0db8::0001` and `2001:db8::1`, as the
+    same target: host names are case-insensitive (RFC 4343), IPv6 has one compressed
+    form (RFC 5952)."""
+    try:
+        address = ipaddress.ip_address(target)
+    except ValueError:
+        return target.lower()
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        return f"::ffff:{mapped}"  # RFC 5952 §5 (Python < 3.13 prints ::ffff:c000:201)
+    return str(address)

@@ -125,6 +125,9 @@ def test_list_pages(client, operator, several):
     assert [p["id"] for p in first["data"]] == [p["id"] for p in several[:2]]
     assert [p["id"] for p in third["data"]] == [several[4]["id"]]
     assert third["pagination"] == {"page": 3, "per_page": 2, "total": 5, "pages": 3}
+    beyond = list_probes(client, operator, per_page=2, page=9)
+    assert beyond == {"data": [], "pagination": {"page": 9, "per_page": 2, "total": 5,
+                                                 "pages": 3}}
 
 
 @pytest.mark.parametrize(("params", "code"), [
@@ -141,10 +144,19 @@ def test_list_bad_filters(client, operator, params, code):
 
 # -- get / put / patch ------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def shared_node(shared_client, shared_personas):
+    response = shared_client.post("/api/v1/nodes", json={"name": "crud-shared"},
+                                  headers=shared_personas["operator"].headers)
+    return response.get_json()
+
+
 @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
 @pytest.mark.parametrize("probe_id", [UNKNOWN_ID, "not-a-uuid", "123", "%20"])
-def test_unknown_or_malformed_id_is_404(client, operator, node, method, probe_id):
-    body = {"node_id": node["id"], "type": "TCP", "target": "192.0.2.1", "port": 80}
+def test_unknown_or_malformed_id_is_404(shared_client, shared_personas, shared_node, method,
+                                        probe_id):
+    client, operator = shared_client, shared_personas["operator"]
+    body = {"node_id": shared_node["id"], "type": "TCP", "target": "192.0.2.1", "port": 80}
     kwargs = {"put": {"json": body}, "patch": {"json": {"port": 81}}}.get(method, {})
     query = "?confirm=true" if method == "delete" else ""
     response = getattr(client, method)(f"{URL}/{probe_id}{query}", headers=operator.headers,

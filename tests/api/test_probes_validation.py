@@ -165,11 +165,27 @@ BAD_TARGETS = [
 ]
 
 
-@pytest.mark.parametrize("target", GOOD_TARGETS)
-def test_good_targets(client, operator, node, target):
-    response = create(client, operator, node, target=target)
+CANONICAL = {"EXAMPLE.com": "example.com", "2001:0db8:0000:0000:0000:0000:0000:0001":
+             "2001:db8::1"}
+
+
+@pytest.mark.parametrize(("port", "target"), list(enumerate(GOOD_TARGETS, start=1000)),
+                         ids=GOOD_TARGETS)
+def test_good_targets(client, operator, node, port, target):
+    response = create(client, operator, node, target=target, port=port)
     assert response.status_code == 201, (target, response.get_json())
-    assert response.get_json()["target"] == target
+    assert response.get_json()["target"] == CANONICAL.get(target, target)
+
+
+@pytest.mark.parametrize(("first", "again"), [
+    ("Case-Test.Example", "case-test.example"),
+    ("2001:db8:0:0:0:0:0:77", "2001:DB8::77"),
+    ("::ffff:192.0.2.9", "::ffff:c000:209"),
+    ("  spaced.example ", "spaced.example"),
+])
+def test_one_target_spelled_two_ways_is_a_duplicate(client, operator, node, first, again):
+    assert create(client, operator, node, target=first, port=7).status_code == 201
+    assert_error(create(client, operator, node, target=again, port=7), 409, "ERR_PROBE_EXISTS")
 
 
 @pytest.mark.parametrize("target", BAD_TARGETS, ids=lambda t: repr(t)[:40])

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 
 from app import MIGRATIONS_DIR
+from app.config import normalize_database_url
 from tests.conftest import make_app
 
 pytestmark = pytest.mark.integration
@@ -36,19 +38,51 @@ INDEXES = {
 
 @pytest.fixture
 def pg_url(pg_server):
+    """An empty PostgreSQL database of this test's own."""
     return pg_server.create_database("mig_" + uuid.uuid4().hex[:12])
 
 
-@pytest.fixture
-def migrated(pg_url):
-    """An engine on a fresh PostgreSQL database at the head revision."""
-    app = make_app(pg_url)
+def migrate_fresh(pg_server) -> sa.Engine:
+    """An engine on a new PostgreSQL database upgraded to head."""
+    url = pg_server.create_database("mig_" + uuid.uuid4().hex[:12])
+    app = make_app(url)
     with app.app_context():
         upgrade()
         app.extensions["sqlalchemy"].engines[None].dispose()
-    engine = sa.create_engine(pg_url)
+    return sa.create_engine(normalize_database_url(url))
+
+
+@pytest.fixture
+def migrated(pg_server):
+    """A database of this test's own, at head (for tests that change the schema)."""
+    engine = migrate_fresh(pg_server)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def shared_db(pg_server):
+    """One database at head for the tests that only write rows: CREATE DATABASE costs
+    ~0.3 s here, so each of those tests runs in a transaction that is rolled back."""
+    engine = migrate_fresh(pg_server)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def conn(shared_db):
+    """A connection inside a transaction rolled back after the test (savepoints within)."""
+    with shared_db.connect() as connection:
+        outer = connection.begin()
+        yield connection
+        outer.rollback()
+
+
+@contextmanager
+def refused(conn):
+    """Expect PostgreSQL to refuse what the block writes (IntegrityError), in a savepoint."""
+    with pytest.raises(sa.exc.IntegrityError) as caught, conn.begin_nested():
+        yield caught
 
 
 def app_tables(engine) -> set[str]:
@@ -79,7 +113,7 @@ def test_single_head():
 def test_flask_db_upgrade_on_empty_postgresql(pg_url):
     result = run_flask_db(pg_url, "upgrade")
     assert result.returncode == 0, result.stderr
-    engine = sa.create_engine(pg_url)
+    engine = sa.create_engine(normalize_database_url(pg_url))
     try:
         assert app_tables(engine) == TABLES
         with engine.connect() as conn:
@@ -102,16 +136,20 @@ def test_flask_db_upgrade_on_empty_sqlite(tmp_path):
         engine.dispose()
 
 
-def test_upgrade_twice_is_a_no_op(pg_url):
-    assert run_flask_db(pg_url, "upgrade").returncode == 0
-    second = run_flask_db(pg_url, "upgrade")
-    assert second.returncode == 0, second.stderr
-    assert "Running upgrade" not in second.stderr
+def test_upgrade_at_head_is_a_no_op(migrated):
+    before = app_tables(migrated)
+    app = make_app(migrated.url.render_as_string(hide_password=False))
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        app.extensions["sqlalchemy"].engines[None].dispose()
+    assert app_tables(migrated) == before
 
 
-def test_downgrade_to_base_on_postgresql(pg_url, migrated):
+def test_downgrade_to_base_on_postgresql(migrated):
     assert app_tables(migrated) == TABLES
-    app = make_app(pg_url)
+    app = make_app(migrated.url.render_as_string(hide_password=False))
     with app.app_context():
         downgrade(revision="base")
         app.extensions["sqlalchemy"].engines[None].dispose()
@@ -136,11 +174,11 @@ def test_downgrade_to_base_on_sqlite(tmp_path):
         engine.dispose()
 
 
-def test_models_match_the_migrations(migrated):
+def test_models_match_the_migrations(shared_db):
     """What the ORM declares is what the migration built (no autogenerate diff)."""
     from app.extensions import db
 
-    with migrated.connect() as conn:
+    with shared_db.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, db.metadata)
     assert diff == []
@@ -148,8 +186,9 @@ def test_models_match_the_migrations(migrated):
 
 # -- what PostgreSQL itself enforces ----------------------------------------------------------
 
-def insert_node(conn, name: str = "n1") -> uuid.UUID:
+def insert_node(conn, name: str | None = None) -> uuid.UUID:
     node_id = uuid.uuid4()
+    name = name or f"n-{node_id.hex[:10]}"
     conn.execute(sa.text(
         "INSERT INTO nodes (id, name, labels, token_hash, metadata, created_at, updated_at) "
         "VALUES (:id, :name, '{}', :hash, '{}', now(), now())"),
@@ -186,10 +225,9 @@ def insert_metric(conn, node_id, probe_id, loss="0", minute: int = 0) -> None:
     {"count": 0}, {"count": 101}, {"timeout_seconds": 0}, {"timeout_seconds": 31},
     {"type": "ICMP"}, {"type": "tcp"}, {"source": "manual"},
 ], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
-def test_check_constraints_refuse_bad_rows(migrated, overrides):
-    with migrated.begin() as conn:
-        node_id = insert_node(conn)
-    with pytest.raises(sa.exc.IntegrityError) as caught, migrated.begin() as conn:
+def test_check_constraints_refuse_bad_rows(conn, overrides):
+    node_id = insert_node(conn)
+    with refused(conn) as caught:
         insert_probe(conn, node_id, **overrides)
     assert "check constraint" in str(caught.value.orig).lower()
 
@@ -199,26 +237,35 @@ def test_check_constraints_refuse_bad_rows(migrated, overrides):
     {"count": 1}, {"count": 100}, {"timeout_seconds": 1}, {"timeout_seconds": 30},
     {"type": "UDP"}, {"source": "beacon"},
 ], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
-def test_check_constraints_accept_the_bounds(migrated, overrides):
-    with migrated.begin() as conn:
-        insert_probe(conn, insert_node(conn), **overrides)
+def test_check_constraints_accept_the_bounds(conn, overrides):
+    probe_id = insert_probe(conn, insert_node(conn), **overrides)
+    assert count(conn, "probes", id=probe_id) == 1
 
 
-def test_unique_node_type_target_port(migrated):
-    with migrated.begin() as conn:
-        node_id = insert_node(conn)
+def test_unique_node_type_target_port(conn):
+    node_id = insert_node(conn)
+    insert_probe(conn, node_id)
+    with refused(conn):
         insert_probe(conn, node_id)
-    with pytest.raises(sa.exc.IntegrityError), migrated.begin() as conn:
-        insert_probe(conn, node_id)
 
 
-def test_unique_metric_per_probe_timestamp_and_kind(migrated):
-    with migrated.begin() as conn:
-        node_id = insert_node(conn)
-        probe_id = insert_probe(conn, node_id)
+def test_unique_node_name(conn):
+    insert_node(conn, "twin")
+    with refused(conn):
+        insert_node(conn, "twin")
+
+
+def test_unique_metric_per_probe_timestamp_and_kind(conn):
+    node_id = insert_node(conn)
+    probe_id = insert_probe(conn, node_id)
+    insert_metric(conn, node_id, probe_id)
+    with refused(conn):
         insert_metric(conn, node_id, probe_id)
-    with pytest.raises(sa.exc.IntegrityError), migrated.begin() as conn:
-        insert_metric(conn, node_id, probe_id)
+
+
+def test_metric_needs_an_existing_probe(conn):
+    with refused(conn):
+        insert_metric(conn, insert_node(conn), uuid.uuid4())
 
 
 def count(conn, table: str, **where) -> int:
@@ -226,66 +273,57 @@ def count(conn, table: str, **where) -> int:
     return conn.scalar(sa.text(f"SELECT count(*) FROM {table} WHERE {clause}"), where)
 
 
-def test_deleting_a_node_cascades_to_probes_and_metrics(migrated):
-    with migrated.begin() as conn:
-        doomed, kept = insert_node(conn, "doomed"), insert_node(conn, "kept")
-        for node_id in (doomed, kept):
-            for port in (80, 443):
-                probe_id = insert_probe(conn, node_id, port=port)
-                for minute in range(3):
-                    insert_metric(conn, node_id, probe_id, minute=minute)
-    with migrated.begin() as conn:
-        conn.execute(sa.text("DELETE FROM nodes WHERE id = :id"), {"id": doomed})
-    with migrated.connect() as conn:
-        assert count(conn, "probes", node_id=doomed) == 0
-        assert count(conn, "metrics", node_id=doomed) == 0
-        assert count(conn, "probes", node_id=kept) == 2
-        assert count(conn, "metrics", node_id=kept) == 6
+def test_deleting_a_node_cascades_to_probes_and_metrics(conn):
+    doomed, kept = insert_node(conn, "doomed"), insert_node(conn, "kept")
+    for node_id in (doomed, kept):
+        for port in (80, 443):
+            probe_id = insert_probe(conn, node_id, port=port)
+            for minute in range(3):
+                insert_metric(conn, node_id, probe_id, minute=minute)
+    conn.execute(sa.text("DELETE FROM nodes WHERE id = :id"), {"id": doomed})
+    assert count(conn, "probes", node_id=doomed) == 0
+    assert count(conn, "metrics", node_id=doomed) == 0
+    assert count(conn, "probes", node_id=kept) == 2
+    assert count(conn, "metrics", node_id=kept) == 6
 
 
-def test_deleting_a_probe_cascades_to_its_metrics(migrated):
-    with migrated.begin() as conn:
-        node_id = insert_node(conn)
-        doomed, kept = insert_probe(conn, node_id, port=80), insert_probe(conn, node_id, port=81)
-        insert_metric(conn, node_id, doomed)
-        insert_metric(conn, node_id, kept)
-        conn.execute(sa.text("DELETE FROM probes WHERE id = :id"), {"id": doomed})
-        assert count(conn, "metrics", probe_id=doomed) == 0
-        assert count(conn, "metrics", probe_id=kept) == 1
+def test_deleting_a_probe_cascades_to_its_metrics(conn):
+    node_id = insert_node(conn)
+    doomed, kept = insert_probe(conn, node_id, port=80), insert_probe(conn, node_id, port=81)
+    insert_metric(conn, node_id, doomed)
+    insert_metric(conn, node_id, kept)
+    conn.execute(sa.text("DELETE FROM probes WHERE id = :id"), {"id": doomed})
+    assert count(conn, "metrics", probe_id=doomed) == 0
+    assert count(conn, "metrics", probe_id=kept) == 1
 
 
 @pytest.mark.parametrize(("table", "change"), [
     ("probes", "count = 5"), ("nodes", "region = 'eu-west'"),
 ])
-def test_updated_at_trigger(migrated, table, change):
-    with migrated.begin() as conn:
-        node_id = insert_node(conn)
-        probe_id = insert_probe(conn, node_id)
-        row_id = probe_id if table == "probes" else node_id
-        conn.execute(sa.text(f"UPDATE {table} SET updated_at = '2000-01-01Z', "
-                             f"created_at = '2000-01-01Z' WHERE id = :id"), {"id": row_id})
-    # The trigger sets updated_at on every UPDATE, so the backdating above was overwritten too;
-    # backdate with the trigger off, then check a plain UPDATE moves it.
-    with migrated.begin() as conn:
-        conn.execute(sa.text(f"ALTER TABLE {table} DISABLE TRIGGER trg_{table}_updated_at"))
-        conn.execute(sa.text(f"UPDATE {table} SET updated_at = '2000-01-01Z' WHERE id = :id"),
-                     {"id": row_id})
-        conn.execute(sa.text(f"ALTER TABLE {table} ENABLE TRIGGER trg_{table}_updated_at"))
-    with migrated.begin() as conn:
-        conn.execute(sa.text(f"UPDATE {table} SET {change} WHERE id = :id"), {"id": row_id})
-        updated, created, now = conn.execute(sa.text(
-            f"SELECT updated_at, created_at, now() FROM {table} WHERE id = :id"),
-            {"id": row_id}).one()
-    assert updated == now  # now() is the transaction's start: set by this UPDATE
+def test_updated_at_trigger(conn, table, change):
+    node_id = insert_node(conn)
+    row_id = insert_probe(conn, node_id) if table == "probes" else node_id
+    # Backdate with the trigger off (it would set updated_at on this UPDATE too) ...
+    conn.execute(sa.text(f"ALTER TABLE {table} DISABLE TRIGGER trg_{table}_updated_at"))
+    conn.execute(sa.text(f"UPDATE {table} SET updated_at = '2000-01-01Z', "
+                         "created_at = '2000-01-01Z' WHERE id = :id"), {"id": row_id})
+    conn.execute(sa.text(f"ALTER TABLE {table} ENABLE TRIGGER trg_{table}_updated_at"))
+    assert conn.scalar(sa.text(f"SELECT updated_at FROM {table} WHERE id = :id"),
+                       {"id": row_id}).year == 2000
+    # ... then a plain SQL UPDATE that does not mention updated_at moves it.
+    conn.execute(sa.text(f"UPDATE {table} SET {change} WHERE id = :id"), {"id": row_id})
+    updated, created, now = conn.execute(sa.text(
+        f"SELECT updated_at, created_at, now() FROM {table} WHERE id = :id"),
+        {"id": row_id}).one()
+    assert updated == now  # the trigger's now(): this transaction's time
     assert created.year == 2000
 
 
-def test_the_six_named_indexes_exist(migrated):
-    with migrated.connect() as conn:
-        rows = dict(conn.execute(sa.text(
-            "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = 'public'")).all())
-        defs = dict(conn.execute(sa.text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")).all())
+def test_the_six_named_indexes_exist(conn):
+    rows = dict(conn.execute(sa.text(
+        "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = 'public'")).all())
+    defs = dict(conn.execute(sa.text(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")).all())
     assert {name: rows.get(name) for name in INDEXES} == INDEXES
     assert "(node_id, \"timestamp\" DESC)" in defs["idx_metrics_node_timestamp"]
     assert "(probe_id, \"timestamp\" DESC)" in defs["idx_metrics_probe_timestamp"]
@@ -295,20 +333,28 @@ def test_the_six_named_indexes_exist(migrated):
 
 
 @pytest.mark.parametrize("loss", ["100", "100.0000", "0", "0.0001", "33.3333", "99.9999"])
-def test_packet_loss_rate_holds_a_percentage(migrated, loss):
-    with migrated.begin() as conn:
-        node_id = insert_node(conn)
-        probe_id = insert_probe(conn, node_id)
-        insert_metric(conn, node_id, probe_id, loss=loss)
-        stored = conn.scalar(sa.text("SELECT packet_loss_rate FROM metrics"))
+def test_packet_loss_rate_holds_a_percentage(conn, loss):
+    node_id = insert_node(conn)
+    probe_id = insert_probe(conn, node_id)
+    insert_metric(conn, node_id, probe_id, loss=loss)
+    stored = conn.scalar(sa.text("SELECT packet_loss_rate FROM metrics WHERE probe_id = :p"),
+                         {"p": probe_id})
     assert stored == Decimal(loss)
 
 
-def test_metric_column_types(migrated):
-    with migrated.connect() as conn:
-        columns = {row[0]: row[1:] for row in conn.execute(sa.text(
-            "SELECT column_name, data_type, numeric_precision, numeric_scale, is_nullable "
-            "FROM information_schema.columns WHERE table_name = 'metrics'"))}
+def test_packet_loss_rate_over_100_does_not_fit_silently(conn):
+    """numeric(7,4) holds up to 999.9999; the API refuses > 100 — the column only has to
+    hold 100 exactly, which the seed's numeric(5,4) could not."""
+    node_id = insert_node(conn)
+    probe_id = insert_probe(conn, node_id)
+    with pytest.raises(sa.exc.DataError), conn.begin_nested():
+        insert_metric(conn, node_id, probe_id, loss="1000")
+
+
+def test_metric_column_types(conn):
+    columns = {row[0]: row[1:] for row in conn.execute(sa.text(
+        "SELECT column_name, data_type, numeric_precision, numeric_scale, is_nullable "
+        "FROM information_schema.columns WHERE table_name = 'metrics'"))}
     assert columns["id"][0] == "bigint"
     assert columns["timestamp"][0] == "timestamp with time zone"
     assert columns["packet_loss_rate"][:3] == ("numeric", 7, 4)

@@ -34,6 +34,7 @@ from app.services.heartbeat_rules import check_node_id
 from app.services.ingest import ingest
 from app.services.node_cache import resolve_node_token
 from app.services.rate_limit import check_node_rate
+from app.telemetry import HEARTBEATS
 
 blp = Blueprint("beacon", __name__, url_prefix="/api/v1/beacon",
                 description="Beacon registration, configuration and heartbeats")
@@ -61,10 +62,11 @@ def _ownership_checked(body, node_id: uuid.UUID) -> None:
     if problem is None:
         return
     status, message = problem
+    code = "ERR_NODE_MISMATCH" if status == "403" else "ERR_INVALID_NODE_ID"
+    HEARTBEATS.labels(outcome=code).inc()
     if status == "403":
-        raise ApiError(403, "ERR_NODE_MISMATCH", message)
-    raise ApiError(400, "ERR_INVALID_NODE_ID", message,
-                   {"fields": {"node_id": [message]}})
+        raise ApiError(403, code, message)
+    raise ApiError(400, code, message, {"fields": {"node_id": [message]}})
 
 
 @blp.route("/register", methods=["POST"])
@@ -85,7 +87,7 @@ class BeaconConfig(MethodView):
         node_id = authenticated_node()
         config = beacon_config(node_id)
         etag = config["config_version"]
-        if etag in request.if_none_match:
+        if request.if_none_match.contains_weak(etag):
             response = make_response("", 304)
             response.set_etag(etag)
             return response
@@ -147,6 +149,7 @@ def heartbeats():
         problem = check_node_id(item, node_id)
         if problem is not None:
             code = "ERR_NODE_MISMATCH" if problem[0] == "403" else "ERR_INVALID_NODE_ID"
+            HEARTBEATS.labels(outcome=code).inc()
             mismatched[index] = ApiError(int(problem[0]), code, problem[1])
     judged = [item for i, item in enumerate(items) if i not in mismatched]
     result = ingest(node_id, judged)

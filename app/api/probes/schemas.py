@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 
 from app.api.common import PaginationSchema, StrictBoolean, StrictInteger, UtcDateTime
 from app.models.probe import COUNT_RANGE, INTERVAL_RANGE, PORT_RANGE, PROBE_TYPES, TIMEOUT_RANGE
-from app.services.targets import target_problem
+from app.services.targets import canonical_target, target_problem
 
 PROBE_ERROR_CODES = {
     "node_id": "ERR_INVALID_NODE_ID",
@@ -43,7 +43,7 @@ class Target(fields.String):
         problem = target_problem(value)
         if problem:
             raise ma.ValidationError(problem)
-        return value
+        return canonical_target(value)
 
 
 class ProbeSettingsSchema(ma.Schema):

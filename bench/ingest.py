@@ -1,0 +1,254 @@
+"""Heartbeat ingest through gunicorn + real Redis, against a bare Flask JSON POST endpoint
+served the same way in the same run (SPEC §9).
+
+    .venv/bin/python bench/ingest.py [--duration 8] [--rounds 3] [--connections 32,128]
+
+Starts a throwaway PostgreSQL and Redis, migrates, creates an admin (flask CLI) and, through
+the API, two nodes with three probes each; serves Pulse (`wsgi:app`) and bench/bare_app.py
+with `gunicorn -w 2 -b 127.0.0.1:PORT`; then loads, round by round and interleaved:
+the bare endpoint and `POST /api/v1/beacon/heartbeat` (3 results a heartbeat) at each
+connection count, and `POST /api/v1/beacon/heartbeats` (--batch-size heartbeats a request).
+Every run stops at --duration seconds or --max-requests, whichever comes first.
+
+Bodies come from a pool: 60 single heartbeats 50 s apart (the live hour of one Beacon) and
+8 batches, all within the live hour, so points vary; cycling the pool re-sends bodies, which
+Pulse stores once (idempotent), exactly as a Beacon's retry would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import loadgen
+from pulse_stack import (
+    Gunicorn,
+    create_node_via_api,
+    free_port,
+    heartbeat,
+    median,
+    migrate_and_create_admin,
+    print_table,
+    throwaway_servers,
+    verdict,
+)
+
+SINGLE_POOL = 60
+BATCH_POOL = 8
+RATIO_TARGET = 0.6
+P99_TARGET_MS = 50.0
+BATCH_TARGET = 5.0
+
+
+def compact(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def build_pools(workdir: Path, single, batch, batch_size: int) -> dict[str, Path]:
+    now_ms = int(time.time() * 1000)
+    newest = now_ms - 120_000  # 2 minutes ago: inside the live hour for the whole run
+    bare = [("", compact(heartbeat(single.node_id, single.probe_ids, newest - i * 50_000, i)))
+            for i in range(SINGLE_POOL)]
+    batches = []
+    for k in range(BATCH_POOL):
+        items = [heartbeat(batch.node_id, batch.probe_ids,
+                           newest - k * 3_000 - j * (3_000_000 // batch_size), k * 1000 + j)
+                 for j in range(batch_size)]
+        batches.append((batch.token, compact({"heartbeats": items})))
+    pools = {"bare": bare, "single": [(single.token, body) for _, body in bare],
+             "batch": batches}
+    paths = {}
+    for name, items in pools.items():
+        paths[name] = workdir / f"pool-{name}.txt"
+        loadgen.write_pool(paths[name], items)
+    return paths
+
+
+def accepted_items(base_url: str) -> float:
+    """pulse_heartbeats_total{outcome="accepted"} summed over the gunicorn workers."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    match = re.search(r'^pulse_heartbeats_total\{outcome="accepted"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def trim_pending(redis_url: str) -> None:
+    """Empty the pending stream between runs as a flush would (none runs here)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.xtrim("pulse:pending", maxlen=0, approximate=False)
+    client.set("pulse:pending:points", 0)
+    client.close()
+
+
+def redis_cpu_seconds(redis_url: str) -> float:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    info = client.info("cpu")
+    client.close()
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def describe_client(client: str, threads: int) -> str:
+    if client == "wrk":
+        out = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        version = (out.stdout + out.stderr).split("Copyright")[0].strip()
+        return f"{version}, -t{threads}, Lua script cycling a body pool"
+    return f"Python asyncio client, {threads} processes, keep-alive"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per configuration")
+    parser.add_argument("--connections", default="32,128")
+    parser.add_argument("--batch-size", type=int, default=100, help="heartbeats per batch")
+    parser.add_argument("--batch-connections", type=int, default=32)
+    parser.add_argument("--max-requests", type=int, default=300_000, help="cap per run")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="wrk threads / Python processes (default 1 / 2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    client = args.client if args.client != "auto" else ("wrk" if loadgen.have_wrk() else "python")
+    threads = args.threads or (1 if client == "wrk" else 2)
+    connections = [int(c) for c in args.connections.split(",")]
+    started = time.monotonic()
+    print(f"client: {describe_client(client, threads)}; gunicorn -w {args.workers}; "
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; "
+          f"Python {platform.python_version()}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp, \
+            throwaway_servers() as servers:
+        workdir = Path(tmp)
+        migrate_and_create_admin(servers)
+        prom_dir = workdir / "prometheus"
+        pulse = Gunicorn("wsgi:app", free_port(), servers.env(
+            PROMETHEUS_MULTIPROC_DIR=str(prom_dir)), args.workers, workdir / "pulse.log")
+        bare = Gunicorn("bench.bare_app:app", free_port(), servers.env(), args.workers,
+                        workdir / "bare.log")
+        try:
+            pulse.wait_ready()
+            bare.wait_ready()
+            single = create_node_via_api(pulse.base_url, "bench-single")
+            batch = create_node_via_api(pulse.base_url, "bench-batch")
+            pools = build_pools(workdir, single, batch, args.batch_size)
+            results = measure(args, client, threads, connections, pulse, bare, pools,
+                              servers.redis_url)
+        finally:
+            pulse.stop()
+            bare.stop()
+    report(args, client, threads, connections, results)
+    print(f"\ntotal {time.monotonic() - started:.0f} s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def measure(args, client, threads, connections, pulse, bare, pools, redis_url) -> dict:
+    urls = {"bare": bare.base_url + "/echo",
+            "single": pulse.base_url + "/api/v1/beacon/heartbeat",
+            "batch": pulse.base_url + "/api/v1/beacon/heartbeats"}
+    items_per_request = {"bare": 0, "single": 1, "batch": args.batch_size}
+
+    def one(kind: str, conns: int, duration: float) -> dict:
+        trim_pending(redis_url)
+        before = accepted_items(pulse.base_url) if kind != "bare" else 0.0
+        server = bare if kind == "bare" else pulse
+        cpu0, redis0 = server.cpu_seconds(), redis_cpu_seconds(redis_url)
+        result = loadgen.run(urls[kind], pools[kind], conns, duration, args.max_requests,
+                             client, threads)
+        cpu_us = (server.cpu_seconds() - cpu0) / max(1, result.requests) * 1e6
+        redis_us = (redis_cpu_seconds(redis_url) - redis0) / max(1, result.requests) * 1e6
+        sent = result.requests * items_per_request[kind]
+        accepted = accepted_items(pulse.base_url) - before if kind != "bare" else 0.0
+        row = {"kind": kind, "connections": conns, "requests": result.requests,
+               "seconds": round(result.seconds, 3), "rps": round(result.rps, 1),
+               "p50_ms": round(result.p50_ms, 2), "p99_ms": round(result.p99_ms, 2),
+               "non200": result.non200, "socket_errors": result.errors,
+               "items_sent": sent, "items_accepted": int(accepted),
+               "server_cpu_us": round(cpu_us), "redis_cpu_us": round(redis_us)}
+        print(f"  {kind:6} c={conns:<4} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+              f"p99 {result.p99_ms:6.2f} ms  CPU/req: gunicorn {cpu_us:5.0f} µs, redis "
+              f"{redis_us:4.0f} µs  non-200 {result.non200}  accepted {int(accepted)}/{sent}",
+              flush=True)
+        time.sleep(1.0)
+        return row
+
+    print("warm-up", flush=True)
+    for kind in ("bare", "single", "batch"):
+        one(kind, 8, 2.0)
+    runs = []
+    batch_conns = args.batch_connections
+    for round_no in range(args.rounds):
+        print(f"round {round_no + 1}/{args.rounds}", flush=True)
+        order = ("bare", "single") if round_no % 2 == 0 else ("single", "bare")
+        for conns in connections:
+            runs += [one(kind, conns, args.duration) for kind in order]
+        if batch_conns not in connections:
+            runs.append(one("single", batch_conns, args.duration))
+        runs.append(one("batch", batch_conns, args.duration))
+    return {"client": client, "threads": threads, "workers": args.workers,
+            "duration": args.duration, "rounds": args.rounds, "batch_size": args.batch_size,
+            "batch_connections": batch_conns, "runs": runs}
+
+
+def _median_of(runs, kind, conns, key) -> float:
+    return median([r[key] for r in runs if r["kind"] == kind and r["connections"] == conns])
+
+
+def report(args, client, threads, connections, results) -> None:
+    runs = results["runs"]
+    rows = []
+    for conns in connections:
+        bare_rps = _median_of(runs, "bare", conns, "rps")
+        hb_rps = _median_of(runs, "single", conns, "rps")
+        ratio = hb_rps / bare_rps if bare_rps else 0.0
+        p99 = _median_of(runs, "single", conns, "p99_ms")
+        target = f"ratio ≥ {RATIO_TARGET}" + (f", p99 ≤ {P99_TARGET_MS:g} ms" if conns == 32
+                                               else "")
+        ok = ratio >= RATIO_TARGET and (conns != 32 or p99 <= P99_TARGET_MS)
+        rows.append([conns, f"{bare_rps:,.0f}", _median_of(runs, "bare", conns, "p50_ms"),
+                     _median_of(runs, "bare", conns, "p99_ms"), f"{hb_rps:,.0f}",
+                     _median_of(runs, "single", conns, "p50_ms"), p99, f"{ratio:.2f}",
+                     f"{target}: {verdict(ok)}"])
+    print_table(["conns", "bare req/s", "bare p50 ms", "bare p99 ms", "heartbeats/s",
+                 "hb p50 ms", "hb p99 ms", "ratio", "target"], rows,
+                f"Single heartbeat (3 results) vs bare Flask JSON POST — medians of "
+                f"{args.rounds} runs of {args.duration:g} s")
+
+    conns = results["batch_connections"]
+    single_pts = _median_of(runs, "single", conns, "rps") * 3
+    batch_rps = _median_of(runs, "batch", conns, "rps")
+    batch_pts = batch_rps * args.batch_size * 3
+    factor = batch_pts / single_pts if single_pts else 0.0
+    print_table(["endpoint", "conns", "req/s", "points/s", "p50 ms", "p99 ms", "× single",
+                 "target"],
+                [["/heartbeat (1 × 3 points)", conns, f"{single_pts / 3:,.0f}",
+                  f"{single_pts:,.0f}", _median_of(runs, "single", conns, "p50_ms"),
+                  _median_of(runs, "single", conns, "p99_ms"), "1.00", ""],
+                 [f"/heartbeats ({args.batch_size} × 3 points)", conns, f"{batch_rps:,.1f}",
+                  f"{batch_pts:,.0f}", _median_of(runs, "batch", conns, "p50_ms"),
+                  _median_of(runs, "batch", conns, "p99_ms"), f"{factor:.1f}",
+                  f"≥ {BATCH_TARGET:g}×: {verdict(factor >= BATCH_TARGET)}"]],
+                "Batch endpoint vs single endpoint (points/s)")
+    bad = sum(r["non200"] + r["socket_errors"] for r in runs)
+    lost = sum(r["items_sent"] - r["items_accepted"] for r in runs if r["kind"] != "bare")
+    print(f"\nnon-200 answers or socket errors: {bad}; heartbeats answered but not counted as "
+          f"accepted by /metrics: {lost}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
