@@ -213,6 +213,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn -w")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="GUNICORN_THREADS (> 1 switches gunicorn to its gthread worker)")
     args = parser.parse_args()
     started = time.monotonic()
 
@@ -223,7 +225,8 @@ def main() -> int:
         flask_cli(servers, "users", "create", OPERATOR_EMAIL, "--role", "operator",
                   "--password-stdin", stdin=OPERATOR_PASSWORD + "\n")
         port = free_port()
-        env = servers.env(PROMETHEUS_MULTIPROC_DIR=str(Path(tmp) / "prom"))
+        env = servers.env(PROMETHEUS_MULTIPROC_DIR=str(Path(tmp) / "prom"),
+                          GUNICORN_THREADS=str(args.threads))
         server = Gunicorn("wsgi:app", port, env, workers=args.workers,
                           log_path=Path(tmp) / "gunicorn.log")
         try:
@@ -282,7 +285,8 @@ def report(results: dict[str, list[Result]], args) -> None:
                      f"{cpu_ms:.2f}", wrong])
     print_table(["endpoint", "requests", "req/s", "× baseline req/s", "p50 ms", "p95 ms",
                  "p99 ms", "× baseline p99", "gunicorn CPU ms/req", "not 200/201"], rows,
-                title=f"Configuration API: gunicorn -w {args.workers}, {args.connections} "
+                title=f"Configuration API: gunicorn -w {args.workers} (threads {args.threads}), "
+                      f"{args.connections} "
                       f"connections, {args.rounds} rounds × {args.requests} requests "
                       "per endpoint")
     print_table(["target (configuration endpoints, all rounds)", "value", "verdict"], [
