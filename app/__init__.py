@@ -33,14 +33,15 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     ext.db.init_app(app)
     ext.migrate.init_app(app, ext.db, directory=MIGRATIONS_DIR)
     ext.redis_store.init_app(app)
+    from app.api.errors import ErrorSchema
+
+    ext.api.ERROR_SCHEMA = ErrorSchema  # document our {"code","message","details"}
     ext.api.init_app(app)
 
-    from app.api.common import require_json_body
     from app.api.errors import register_error_handlers
     from app.api.registry import register_blueprints
 
     register_blueprints(app, ext.api)
-    app.before_request(require_json_body)
     register_error_handlers(app)
 
     from app.services.rate_limit import init_rate_limit

@@ -78,6 +78,13 @@ class Config:
         # Served from our own static route so /docs works without internet access.
         self.OPENAPI_SWAGGER_UI_URL = "/docs-assets/"
         self.JSON_SORT_KEYS = False
+        self.API_SPEC_OPTIONS = {
+            "components": {"securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "A login access token, an API token, or (Beacon and drift "
+                               "endpoints) a node token"}}},
+            "security": [{"bearerAuth": []}],
+        }
 
     def as_dict(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.isupper()}

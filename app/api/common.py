@@ -37,6 +37,7 @@ class PulseParser(FlaskParser):
         raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON")
 
     def load_json(self, req, schema):
+        require_json_body()  # here, not before_request: 401/403 come before 415
         data = super().load_json(req, schema)
         if data is not ma.missing and not isinstance(data, dict) and not schema.many:
             raise ApiError(400, "ERR_INVALID_JSON", "Request body must be a JSON object")
@@ -58,6 +59,7 @@ def require_json_body() -> None:
 
 def load_json_body(schema: ma.Schema) -> dict:
     """Parse and validate the body outside webargs (batch items judged one by one)."""
+    require_json_body()
     try:
         data = json.loads(request.get_data(cache=True) or b"null")
     except (ValueError, UnicodeDecodeError) as exc:

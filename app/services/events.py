@@ -5,13 +5,17 @@ from __future__ import annotations
 import uuid
 
 from app.extensions import get_redis
-from app.services.keys import node_state_key
+from app.services.keys import node_generation_key, node_state_key
 
 
 def config_changed(node_id: uuid.UUID | str) -> None:
-    """A node, its token or its probe set changed: drop the cached state of that node.
+    """A node, its token or its probe set changed: invalidate the cached state of that node.
 
-    The cache lives in Redis, so every API process sees the change at once.
+    The cache lives in Redis, so every API process sees the change at once; the generation
+    bump also voids a state that a concurrent request is computing from older rows.
     """
     handle = get_redis()
-    handle.client.delete(node_state_key(handle.prefix, str(node_id)))
+    pipe = handle.client.pipeline(transaction=False)
+    pipe.incr(node_generation_key(handle.prefix, str(node_id)))
+    pipe.delete(node_state_key(handle.prefix, str(node_id)))
+    pipe.execute()

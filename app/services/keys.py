@@ -16,6 +16,11 @@ def node_state_key(prefix: str, node_id: str) -> str:
     return f"{prefix}:node:{{{node_id}}}:state"
 
 
+def node_generation_key(prefix: str, node_id: str) -> str:
+    """Bumped on every change to a node or its probes (cache validation)."""
+    return f"{prefix}:node:{{{node_id}}}:gen"
+
+
 def presence_key(prefix: str, node_id: str, day: str) -> str:
     return f"{prefix}:presence:{{{node_id}}}:{day}"
 

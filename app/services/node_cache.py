@@ -1,9 +1,15 @@
 """What the ingest hot path needs about a node, cached in Redis instead of PostgreSQL.
 
 Node tokens resolve through `{prefix}:nodeauth:<sha256>`; a node's expected config
-version and probe ids through `{prefix}:node:{<id>}:state`. Changes to a node, its token
-or its probes delete these keys (events.config_changed / forget_token), so every API
-process sees them at once; the TTLs only bound memory.
+version and probe ids through `{prefix}:node:{<id>}:state`. Every API process shares
+these keys, so a change is seen everywhere at once:
+
+* A rotated or deleted node's old token hash gets a tombstone (not a plain delete), and
+  positive entries are written with SET NX: a request that read the token row just before
+  the rotation committed cannot re-cache it afterwards.
+* A node's state carries the generation it was computed at; any change to the node or its
+  probes bumps the generation (events.config_changed), so a state computed from rows read
+  before the change is never served after it.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from sqlalchemy import select
 
 from app.extensions import db, get_redis
 from app.models import Node, Probe
-from app.services.keys import node_auth_key, node_state_key
+from app.services.keys import node_auth_key, node_generation_key, node_state_key
 from app.services.probes import config_version_of
 from app.services.tokens import hash_token, hashes_match
 
 AUTH_TTL_SECONDS = 300
 NEGATIVE_TTL_SECONDS = 5
+TOMBSTONE_TTL_SECONDS = 86400
 STATE_TTL_SECONDS = 300
 _UNKNOWN = b"-"
 
@@ -37,30 +44,38 @@ def resolve_node_token(token: str) -> uuid.UUID | None:
     node = db.session.scalar(select(Node).where(Node.token_hash == token_hash))
     if node is None or not hashes_match(node.token_hash, token):
         # A short negative entry keeps a token-guessing flood off PostgreSQL.
-        handle.client.set(key, _UNKNOWN, ex=NEGATIVE_TTL_SECONDS)
+        handle.client.set(key, _UNKNOWN, ex=NEGATIVE_TTL_SECONDS, nx=True)
         return None
-    handle.client.set(key, str(node.id), ex=AUTH_TTL_SECONDS)
+    handle.client.set(key, str(node.id), ex=AUTH_TTL_SECONDS, nx=True)
     return node.id
 
 
 def forget_token(token_hash: str) -> None:
+    """The token is no longer valid: tombstone it so no in-flight lookup re-caches it."""
     handle = get_redis()
-    handle.client.delete(node_auth_key(handle.prefix, token_hash))
+    handle.client.set(node_auth_key(handle.prefix, token_hash), _UNKNOWN,
+                      ex=TOMBSTONE_TTL_SECONDS)
 
 
 def node_state(node_id: uuid.UUID) -> tuple[str, frozenset[str]]:
     """(expected config version, ids of the node's probes) for ingest."""
     handle = get_redis()
     key = node_state_key(handle.prefix, str(node_id))
-    cached = handle.client.hgetall(key)
-    if cached:
+    generation_key = node_generation_key(handle.prefix, str(node_id))
+    pipe = handle.client.pipeline(transaction=False)
+    pipe.hgetall(key)
+    pipe.get(generation_key)
+    cached, generation = pipe.execute()
+    generation = generation or b"0"
+    if cached and cached.get(b"generation") == generation:
         probe_ids = cached.get(b"probes", b"").decode()
         return cached[b"config_version"].decode(), frozenset(filter(None, probe_ids.split(",")))
     probes = db.session.scalars(select(Probe).where(Probe.node_id == node_id)).all()
     version = config_version_of(probes)
     ids = frozenset(str(p.id) for p in probes)
-    pipe = handle.client.pipeline()
-    pipe.hset(key, mapping={"config_version": version, "probes": ",".join(sorted(ids))})
+    pipe = handle.client.pipeline(transaction=False)
+    pipe.hset(key, mapping={"config_version": version, "probes": ",".join(sorted(ids)),
+                            "generation": generation})
     pipe.expire(key, STATE_TTL_SECONDS)
     pipe.execute()
     return version, ids

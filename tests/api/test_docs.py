@@ -61,10 +61,6 @@ def test_invalid_input_is_documented_as_400_not_422(spec):
     assert "400" in post and "422" not in post
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "flask-smorest documents its own Error schema {code:int, status, message, errors}; "
-    "the fix is `ext.api.ERROR_SCHEMA = ErrorSchema` (app.api.errors) before api.init_app "
-    "in app/__init__.py, which belongs to the ingest work"))
 def test_error_schema_is_ours(spec):
     error = spec["components"]["schemas"]["Error"]["properties"]
     assert set(error) == {"code", "message", "details"}

@@ -25,7 +25,7 @@ from app.api.beacon.schemas import (
     RegisteredSchema,
     RegisterSchema,
 )
-from app.api.common import Blueprint, iso_utc
+from app.api.common import Blueprint, iso_utc, load_json_body, require_json_body
 from app.api.errors import ApiError
 from app.api.security import bearer_token
 from app.services import nodes as node_service
@@ -51,6 +51,7 @@ def authenticated_node() -> uuid.UUID:
 
 
 def _json_body():
+    require_json_body()
     try:
         return json.loads(request.get_data(cache=True) or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -102,8 +103,6 @@ class BeaconConfig(MethodView):
 def put_probes():
     """Declare the probes of the Beacon's local beacon.yaml"""
     node_id = authenticated_node()
-    from app.api.common import load_json_body
-
     data = load_json_body(DeclareProbesSchema())
     result = declare_probes(node_id, data["probes"])
     return {"config_version": result["config_version"],
