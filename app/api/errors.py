@@ -75,10 +75,9 @@ def validation_error(messages: Any, error_codes: dict[str, str] | None = None) -
     """
     fields = flatten_messages(messages)
     codes = error_codes or {}
-    leaf_codes = {codes.get(name.rsplit(".", 1)[-1], "ERR_VALIDATION") for name in fields}
-    if len(fields) == 1 or len(leaf_codes) == 1 and "ERR_VALIDATION" not in leaf_codes:
-        code = leaf_codes.pop()
+    if len(fields) == 1:
         name, msgs = next(iter(fields.items()))
+        code = codes.get(name.rsplit(".", 1)[-1], "ERR_VALIDATION")
         message = f"{name}: {msgs[0]}" if name != "_schema" else msgs[0]
     else:
         code = "ERR_VALIDATION"
