@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import event, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
@@ -89,7 +90,12 @@ def _principal_from_access_token(token: str) -> Principal | None:
         user_id = uuid.UUID(data["uid"])
     except (BadSignature, SignatureExpired, KeyError, ValueError, TypeError):
         return None
-    # The role is read from the database, so a demoted user loses rights at once.
+    # The signature and expiry are checked every time; the user's role comes from the
+    # database through the short-lived principal cache.
+    return _cached(f"user:{user_id}", lambda: _user_principal(user_id))
+
+
+def _user_principal(user_id: uuid.UUID) -> Principal | None:
     user = db.session.get(User, user_id)
     return Principal("user", user.id, user.role) if user else None
 
@@ -107,6 +113,7 @@ def revoke_api_token(token_id: uuid.UUID) -> ApiToken | None:
     if row is not None and row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         db.session.commit()
+        forget_principals()
     return row
 
 
@@ -131,12 +138,46 @@ def _principal_from_node_token(token: str) -> Principal | None:
     return Principal("node", node.id, None, node_id=node.id)
 
 
+# Resolved user and API-token principals, kept in-process for at most 5 s (SPEC §2:
+# a revoked token stops working within 5 s everywhere; at once in the revoking process).
+PRINCIPAL_CACHE_SECONDS = 5.0
+_PRINCIPAL_CACHE_MAX = 10_000
+_principals: dict[str, tuple[float, Principal]] = {}
+
+
 def authenticate(token: str, allow_node: bool = False) -> Principal | None:
     """Resolve a bearer token to a principal, or None."""
     if not token:
         return None
-    if token.startswith(API_PREFIX):
-        return _principal_from_api_token(token)
     if token.startswith(NODE_PREFIX):
         return _principal_from_node_token(token) if allow_node else None
+    if token.startswith(API_PREFIX):
+        return _cached(f"api:{hash_token(token)}", lambda: _principal_from_api_token(token))
     return _principal_from_access_token(token)
+
+
+def _cached(name: str, resolve) -> Principal | None:
+    # Keyed per app too: apps in one process (tests) may differ in secret and database.
+    key = f"{id(current_app._get_current_object())}:{name}"
+    now = time.monotonic()
+    cached = _principals.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    principal = resolve()
+    if principal is not None:
+        if len(_principals) >= _PRINCIPAL_CACHE_MAX:
+            _principals.clear()
+        _principals[key] = (now + PRINCIPAL_CACHE_SECONDS, principal)
+    return principal
+
+
+def forget_principals(*_args) -> None:
+    """Drop this process's cached principals (after a revocation or a user change)."""
+    _principals.clear()
+
+
+# A user demoted or deleted, or an API token revoked, loses its rights in this process at
+# once; other processes' cached entries expire within PRINCIPAL_CACHE_SECONDS.
+for _model in (User, ApiToken):
+    event.listen(_model, "after_update", forget_principals)
+    event.listen(_model, "after_delete", forget_principals)

@@ -306,3 +306,18 @@ def test_probe_changes_drop_the_cached_node_state(app, client, operator, node, p
         assert client.delete(url + "?confirm=true", headers=operator.headers).status_code == 204
     with app.app_context():
         assert not get_redis().client.exists(key)
+
+
+def test_list_page_serialiser_matches_the_schema(app, client, operator, node):
+    """The list's direct serialiser (probe_json) and ProbeSchema give the same JSON."""
+    from app.api.probes.schemas import ProbeSchema, probe_json
+    from app.services.probes import get_probe
+
+    created = client.post("/api/v1/probes", json={
+        "node_id": node["id"], "type": "udp", "target": "Example.COM", "port": 7,
+        "name": "echo"}, headers=operator.headers).get_json()
+    listed = client.get("/api/v1/probes", headers=operator.headers).get_json()["data"]
+    assert listed == [created]
+    with app.app_context():
+        probe = get_probe(created["id"])
+        assert probe_json(probe) == ProbeSchema().dump(probe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import jsonify
 from flask.views import MethodView
 
 from app.api.common import Blueprint
@@ -14,6 +15,7 @@ from app.api.probes.schemas import (
     ProbePatchSchema,
     ProbeSchema,
     ProbeUpdateSchema,
+    probe_json,
 )
 from app.api.security import require_role
 from app.services import probes as probe_service
@@ -32,7 +34,8 @@ class ProbeCollection(MethodView):
         rows, pagination = probe_service.list_probes(
             args.get("node_id"), args.get("type"), args["page"], args["per_page"]
         )
-        return {"data": rows, "pagination": pagination}
+        # A Response passes flask-smorest's dump untouched; the schema still documents it.
+        return jsonify({"data": [probe_json(p) for p in rows], "pagination": pagination})
 
     @require_role("operator")
     @blp.arguments(ProbeCreateSchema)
