@@ -40,13 +40,18 @@ def create_node(name: str, region: str | None = None, labels: dict | None = None
     token = new_token(NODE_PREFIX)
     node = Node(name=name, region=region, labels=labels or {}, metadata_=metadata or {},
                 token_hash=hash_token(token))
+    return _insert_node(node), token
+
+
+def _insert_node(node: Node) -> Node:
+    """Commit a new node; a concurrent create of the same name is the same 409."""
     db.session.add(node)
     try:
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
-        raise node_exists_error(name) from exc
-    return node, token
+        raise node_exists_error(node.name) from exc
+    return node
 
 
 def update_node(node: Node, changes: dict) -> Node:
@@ -144,10 +149,4 @@ def enroll_node(enroll_token: str, name: str, metadata: dict | None) -> tuple[No
     node = Node(name=name, region=metadata.get("region"), labels={}, metadata_=metadata,
                 hostname=metadata.get("hostname"), ip_address=metadata.get("ip_address"),
                 token_hash=hash_token(token))
-    db.session.add(node)
-    try:
-        db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise node_exists_error(name) from exc
-    return node, token
+    return _insert_node(node), token

@@ -79,20 +79,33 @@ def connect_once(
         sock.close()
 
 
+def begin_run(spec: ProbeSpec, socktype: int) -> tuple[RunResult, tuple | None]:
+    """A new run with its target resolved once, timed apart from the RTTs.
+
+    Returns (run, (family, sockaddr)); on a resolution failure (run with every sample lost
+    to ERR_DNS, None).
+    """
+    run = RunResult(spec=spec, started_at=time.time())
+    t0 = time.perf_counter_ns()
+    try:
+        family, sockaddr = resolve(spec.target, spec.port, socktype)
+    except (OSError, UnicodeError):
+        run.samples = [None] * spec.count
+        run.errors = [ERR_DNS] * spec.count
+        return run, None
+    run.resolve_ms = (time.perf_counter_ns() - t0) / 1e6
+    run.address = str(sockaddr[0])
+    return run, (family, sockaddr)
+
+
 def tcp_run(
     spec: ProbeSpec, spacing_seconds: float = 1.0, stop: threading.Event | None = None
 ) -> RunResult:
     """``spec.count`` connects spaced ``spacing_seconds`` apart (a slow one delays the next)."""
-    run = RunResult(spec=spec, started_at=time.time())
-    t0 = time.perf_counter_ns()
-    try:
-        family, sockaddr = resolve(spec.target, spec.port, socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        run.samples = [None] * spec.count
-        run.errors = [ERR_DNS] * spec.count
+    run, resolved = begin_run(spec, socket.SOCK_STREAM)
+    if resolved is None:
         return run
-    run.resolve_ms = (time.perf_counter_ns() - t0) / 1e6
-    run.address = str(sockaddr[0])
+    family, sockaddr = resolved
     pacer = Pacer(spacing_seconds, stop)
     for i in range(spec.count):
         if not pacer.wait_until(i):

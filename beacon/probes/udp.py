@@ -23,13 +23,12 @@ import time
 from beacon.probes import (
     ERR_CONNECTION_REFUSED,
     ERR_CONNECTION_TIMEOUT,
-    ERR_DNS,
     ERR_NETWORK_UNREACHABLE,
     Pacer,
     ProbeSpec,
     RunResult,
 )
-from beacon.probes.tcp import classify, resolve
+from beacon.probes.tcp import begin_run, classify
 
 MAGIC = b"BCN1"
 HEADER = struct.Struct("!4s8sIQ")  # magic, run id, sequence, send time (perf_counter_ns)
@@ -51,16 +50,10 @@ def udp_run(
     spec: ProbeSpec, spacing_seconds: float = 1.0, stop: threading.Event | None = None
 ) -> RunResult:
     """``spec.count`` datagrams spaced ``spacing_seconds`` apart, each awaited ``timeout``."""
-    run = RunResult(spec=spec, started_at=time.time())
-    t0 = time.perf_counter_ns()
-    try:
-        family, sockaddr = resolve(spec.target, spec.port, socket.SOCK_DGRAM)
-    except (OSError, UnicodeError):
-        run.samples = [None] * spec.count
-        run.errors = [ERR_DNS] * spec.count
+    run, resolved = begin_run(spec, socket.SOCK_DGRAM)
+    if resolved is None:
         return run
-    run.resolve_ms = (time.perf_counter_ns() - t0) / 1e6
-    run.address = str(sockaddr[0])
+    family, sockaddr = resolved
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         try:
             sock.connect(sockaddr)

@@ -19,7 +19,7 @@ from beacon.sdk.client import (
     HeartbeatOptions,
     HeartbeatResponse,
 )
-from beacon.sdk.errors import ConfigError, ReporterError
+from beacon.sdk.errors import ReporterError
 
 log = logging.getLogger("beacon.sdk")
 
@@ -34,15 +34,7 @@ class AsyncHeartbeatClient:
         profile: str | None = None,
         **options: Any,
     ) -> None:
-        unknown = set(options) - set(HeartbeatOptions.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option")
-        opts = HeartbeatOptions(
-            server_url=server_url or "",
-            app=app or "",  # type: ignore[arg-type]
-            profile=profile or "",
-            **options,
-        ).validate()
+        opts = HeartbeatOptions.from_keywords(server_url, app, profile, options)
         # Set on stop(): interrupts a retry backoff running in the executor thread.
         self._thread_stop = threading.Event()
         self._core = HeartbeatCore(opts, self._thread_stop)

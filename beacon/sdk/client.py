@@ -49,6 +49,16 @@ class HeartbeatOptions:
     ca_file: str | None = None
     enable_metrics: bool = False
 
+    @classmethod
+    def from_keywords(cls, server_url: str | None, app: str | None, profile: str | None,
+                      options: dict[str, Any]) -> HeartbeatOptions:
+        """The keyword form of both clients: unknown options are a ConfigError."""
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "unknown option")
+        return cls(server_url=server_url or "", app=app or "", profile=profile or "",
+                   **options).validate()
+
     def validate(self) -> HeartbeatOptions:
         for name in ("server_url", "app", "profile"):
             value = getattr(self, name)
@@ -242,15 +252,7 @@ class HeartbeatClient:
         profile: str | None = None,
         **options: Any,
     ) -> None:
-        unknown = set(options) - set(HeartbeatOptions.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option")
-        opts = HeartbeatOptions(
-            server_url=server_url or "",
-            app=app or "",  # type: ignore[arg-type]
-            profile=profile or "",
-            **options,
-        ).validate()
+        opts = HeartbeatOptions.from_keywords(server_url, app, profile, options)
         self._stop = threading.Event()
         self._core = HeartbeatCore(opts, self._stop)
         self._thread: threading.Thread | None = None
