@@ -1,6 +1,7 @@
 """Closed-loop HTTP load on 127.0.0.1: `wrk` with a Lua script when installed (preferred:
 the machine has 2 cores and wrk costs far less CPU per request than any Python client),
-else a multi-process asyncio client over keep-alive connections.
+else a multi-process asyncio client (keep-alive, reconnecting whenever the server closes,
+as gunicorn's sync workers do after every answer).
 
 Both cycle through a pool of pre-built POST requests (token + JSON body per line), so the
 points sent vary, and both stop at `duration_s` or `max_requests`, whichever comes first.
@@ -141,27 +142,39 @@ def _load_pool(pool: Path, host: str, port: int, path: str) -> list[bytes]:
 
 
 async def _connection(host, port, requests, offset, deadline, budget, latencies, stats):
-    reader, writer = await asyncio.open_connection(host, port)
+    """One client connection; reconnects whenever the server closes (gunicorn's sync
+    workers answer `Connection: close`), as wrk does. Connect time is not counted."""
     i = offset
+    reader = writer = None
     try:
         while time.monotonic() < deadline and budget[0] > 0:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
             budget[0] -= 1
             started = time.perf_counter()
             writer.write(requests[i % len(requests)])
             i += 1
             head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for header in head.split(b"\r\n"):
-                if header[:15].lower() == b"content-length:":
-                    length = int(header[15:])
+            length, close = 0, False
+            for header in head.split(b"\r\n")[1:]:
+                name, _, value = header.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
             if not head.startswith(b"HTTP/1.1 200"):
                 stats["non200"] += 1
+            if close:
+                writer.close()
+                reader = writer = None
     except (OSError, asyncio.IncompleteReadError):
         stats["errors"] += 1
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
 def _worker(url, pool, connections, duration_s, max_requests, start_at, seed, queue) -> None:

@@ -71,26 +71,58 @@ def _dedupe(rows: list[pending.PendingRow]) -> list[pending.PendingRow]:
     return list(latest.values())
 
 
-def _write_postgres(rows: list[pending.PendingRow]) -> int:
+def _copy_text(rows: list[pending.PendingRow]) -> io.StringIO:
     buffer = io.StringIO()
     for r in rows:
         buffer.write(f"{r.node_id}\t{r.probe_id}\t{to_datetime(r.ts_ms).isoformat()}\t"
                      f"{r.latency_ms:.2f}\t{r.packet_loss_rate:.4f}\t{r.jitter_ms:.2f}\n")
     buffer.seek(0)
-    raw = db.engine.raw_connection()
-    try:
-        with raw.cursor() as cur:
-            cur.execute(_STAGE_DDL)
-            cur.copy_expert("COPY metrics_stage FROM STDIN", buffer)
-            cur.execute(_STAGE_INSERT)
-            inserted = cur.rowcount
-        raw.commit()
-        return inserted
-    except Exception:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+    return buffer
+
+
+class _Writer:
+    """Writes batches of rows, one transaction each.
+
+    On PostgreSQL a flush run keeps one pooled connection and creates the staging table on
+    it once, so a 100-row transaction costs its COPY, INSERT and COMMIT only (no pool
+    checkout ping, DDL or reset per transaction).
+    """
+
+    def __init__(self) -> None:
+        self.postgres = db.engine.dialect.name == "postgresql"
+        self._raw = None
+        self._staged = False
+
+    def write(self, rows: list[pending.PendingRow]) -> int:
+        return self._write_postgres(rows) if self.postgres else _write_generic(rows)
+
+    def _write_postgres(self, rows: list[pending.PendingRow]) -> int:
+        buffer = _copy_text(rows)
+        if self._raw is None:
+            self._raw, self._staged = db.engine.raw_connection(), False
+        raw = self._raw
+        try:
+            with raw.cursor() as cur:
+                if not self._staged:
+                    cur.execute(_STAGE_DDL)
+                cur.copy_expert("COPY metrics_stage FROM STDIN", buffer)
+                cur.execute(_STAGE_INSERT)
+                inserted = cur.rowcount
+            raw.commit()
+            self._staged = True
+            return inserted
+        except Exception:
+            self._raw = None
+            try:
+                raw.rollback()
+            finally:
+                raw.close()
+            raise
+
+    def close(self) -> None:
+        if self._raw is not None:
+            raw, self._raw = self._raw, None
+            raw.close()
 
 
 def _write_generic(rows: list[pending.PendingRow]) -> int:
@@ -119,47 +151,55 @@ def _write_generic(rows: list[pending.PendingRow]) -> int:
     return max(result.rowcount, 0)
 
 
-def write_rows(rows: list[pending.PendingRow]) -> int:
+def write_rows(rows: list[pending.PendingRow], writer: _Writer | None = None) -> int:
     """Insert rows in transactions of at most 100; returns how many were new."""
     rows = _dedupe(rows)
-    writer = _write_postgres if db.engine.dialect.name == "postgresql" else _write_generic
-    inserted = 0
-    for start in range(0, len(rows), ROWS_PER_TRANSACTION):
-        inserted += writer(rows[start:start + ROWS_PER_TRANSACTION])
-    return inserted
+    own = writer is None
+    writer = writer or _Writer()
+    try:
+        return sum(writer.write(rows[start:start + ROWS_PER_TRANSACTION])
+                   for start in range(0, len(rows), ROWS_PER_TRANSACTION))
+    finally:
+        if own:
+            writer.close()
 
 
-def _process(client, prefix: str, entries: list[tuple[bytes, dict]], report: FlushReport) -> None:
-    batch_ids: list[bytes] = []
-    batch_rows: list[pending.PendingRow] = []
+class _Batches:
+    """Entries gathered into transactions of at most 100 rows, across reads; each batch's
+    entries are acknowledged only after its rows are committed."""
 
-    def commit_batch() -> None:
-        if batch_rows:
-            report.inserted += write_rows(batch_rows)
-            mark_minutes_dirty({(r.probe_id, r.ts_ms) for r in batch_rows})
+    def __init__(self, client, prefix: str, report: FlushReport, writer: _Writer) -> None:
+        self.client, self.prefix, self.report, self.writer = client, prefix, report, writer
+        self.ids: list[bytes] = []
+        self.rows: list[pending.PendingRow] = []
+
+    def add(self, entries: list[tuple[bytes, dict]]) -> None:
+        for entry_id, fields in entries:
+            try:
+                rows = pending.decode_entry(fields)
+            except (KeyError, ValueError) as exc:
+                log.error("dropping undecodable pending entry %s: %s", entry_id, exc)
+                pending.acknowledge(self.client, self.prefix, [entry_id], 0)
+                self.report.poisoned += 1
+                continue
+            if self.rows and len(self.rows) + len(rows) > ROWS_PER_TRANSACTION:
+                self.commit()
+            self.ids.append(entry_id)
+            self.rows.extend(rows)
+
+    def commit(self) -> None:
+        report = self.report
+        if self.rows:
+            report.inserted += write_rows(self.rows, self.writer)
+            mark_minutes_dirty({(r.probe_id, r.ts_ms) for r in self.rows})
         now_ms = int(time.time() * 1000)
-        if batch_ids:
-            oldest_ms = min(int(i.split(b"-")[0]) for i in batch_ids)
+        if self.ids:
+            oldest_ms = min(int(i.split(b"-")[0]) for i in self.ids)
             report.max_lag_ms = max(report.max_lag_ms, now_ms - oldest_ms)
-        pending.acknowledge(client, prefix, batch_ids, len(batch_rows))
-        report.entries += len(batch_ids)
-        report.rows += len(batch_rows)
-        batch_ids.clear()
-        batch_rows.clear()
-
-    for entry_id, fields in entries:
-        try:
-            rows = pending.decode_entry(fields)
-        except (KeyError, ValueError) as exc:
-            log.error("dropping undecodable pending entry %s: %s", entry_id, exc)
-            pending.acknowledge(client, prefix, [entry_id], 0)
-            report.poisoned += 1
-            continue
-        if batch_rows and len(batch_rows) + len(rows) > ROWS_PER_TRANSACTION:
-            commit_batch()
-        batch_ids.append(entry_id)
-        batch_rows.extend(rows)
-    commit_batch()
+        pending.acknowledge(self.client, self.prefix, self.ids, len(self.rows))
+        report.entries += len(self.ids)
+        report.rows += len(self.rows)
+        self.ids, self.rows = [], []
 
 
 def flush_pending(max_seconds: float = DEFAULT_MAX_SECONDS) -> FlushReport:
@@ -172,19 +212,24 @@ def flush_pending(max_seconds: float = DEFAULT_MAX_SECONDS) -> FlushReport:
     idle_ms = int(current_app.config.get("PULSE_FLUSH_CLAIM_IDLE_SECONDS", 60) * 1000)
     report = FlushReport()
     deadline = time.monotonic() + max_seconds
+    writer = _Writer()
+    batches = _Batches(client, prefix, report, writer)
     try:
         abandoned = pending.claim_abandoned(client, prefix, consumer, idle_ms)
         if abandoned:
             log.warning("reclaimed %d pending entries from a dead consumer", len(abandoned))
-            _process(client, prefix, abandoned, report)
+            batches.add(abandoned)
         while time.monotonic() < deadline:
             entries = pending.read_new(client, prefix, consumer, ENTRIES_PER_READ)
             if not entries:
                 break
-            _process(client, prefix, entries, report)
+            batches.add(entries)
+        batches.commit()
+        writer.close()
         persist_node_seen()
         pending.reset_count_if_empty(client, prefix)
     finally:
+        writer.close()
         _forget_consumer(client, prefix, consumer)
     record_stats(client, prefix, {"rows_flushed": report.inserted},
                  {"flush_lag_ms": report.max_lag_ms, "last_flush_ms": int(time.time() * 1000)})

@@ -18,7 +18,7 @@ from app.extensions import get_redis
 from app.services import live_cache, pending
 from app.services.errors import ApiError
 from app.services.heartbeat_rules import CODES, ValidHeartbeat, validate_heartbeat
-from app.services.keys import node_seen_key, seen_dirty_key
+from app.services.keys import flush_queued_key, node_seen_key, seen_dirty_key
 from app.services.live_cache import NODE_SERIES, Point
 from app.services.node_cache import node_state
 from app.services.presence import mark_present
@@ -124,8 +124,11 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
         seen["metadata"] = _bounded_metadata(newest.metadata)
     pipe.hset(node_seen_key(handle.prefix, node), mapping=seen)
     pipe.sadd(seen_dirty_key(handle.prefix), node)
+    # Whether an early flush is queued already rides along: in the steady state (it is)
+    # that saves request_early_flush's own round trip; it still sets the flag with NX.
+    pipe.exists(flush_queued_key(handle.prefix))
     replies = pipe.execute()
-    if replies[count_reply] >= EARLY_FLUSH_PENDING:
+    if replies[count_reply] >= EARLY_FLUSH_PENDING and not replies[-1]:
         request_early_flush()
 
 
