@@ -19,3 +19,6 @@ def config_changed(node_id: uuid.UUID | str) -> None:
     pipe.incr(node_generation_key(handle.prefix, str(node_id)))
     pipe.delete(node_state_key(handle.prefix, str(node_id)))
     pipe.execute()
+    from app.services.node_cache import forget_local  # local: node_cache imports probes
+
+    forget_local(node_id)

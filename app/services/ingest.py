@@ -71,10 +71,17 @@ def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None) -> Inge
     now_ms = int(now.timestamp() * 1000)
     oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * 86400 * 1000
     expected_version, probe_ids = node_state(node_id)
+    revalidated = False
     result = IngestResult(expected_version=expected_version)
     valid_items: list[ValidHeartbeat] = []
     for body in items:
         valid, error = judge(body, node_id, probe_ids, now_ms, oldest_ms)
+        if error is not None and error.code == "ERR_PROBE_NOT_FOUND" and not revalidated:
+            # The process cache may predate a probe created elsewhere: ask Redis once.
+            revalidated = True
+            expected_version, probe_ids = node_state(node_id, fresh=True)
+            result.expected_version = expected_version
+            valid, error = judge(body, node_id, probe_ids, now_ms, oldest_ms)
         outcome = Outcome(error=error)
         if valid is not None:
             outcome.accepted = len(valid.results)

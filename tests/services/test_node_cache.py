@@ -47,3 +47,28 @@ def test_forget_token_is_a_tombstone(app):
     with app.app_context():
         forget_token(hash_token("pbn_gone"))
         assert resolve_node_token("pbn_gone") is None
+
+
+def test_probe_created_by_another_process_is_accepted_at_once(app, node, client, operator):
+    """This process's short cache predates the probe; ingest revalidates before refusing."""
+    from datetime import UTC, datetime
+
+    from app.extensions import db
+    from app.models import Probe
+    from app.services.keys import node_generation_key
+
+    headers = {"Authorization": f"Bearer {node['token']}"}
+    beat = {"node_id": node["id"], "timestamp": datetime.now(UTC).isoformat(),
+            "latency_ms": 1, "packet_loss_rate": 0, "jitter_ms": 0}
+    assert client.post("/api/v1/beacon/heartbeat", json=beat, headers=headers).status_code == 200
+    with app.app_context():  # what another API process does: rows + Redis, not our memory
+        probe = Probe(node_id=uuid.UUID(node["id"]), type="TCP", target="192.0.2.9", port=80)
+        db.session.add(probe)
+        db.session.commit()
+        probe_id = str(probe.id)
+        handle = get_redis()
+        handle.client.incr(node_generation_key(handle.prefix, node["id"]))
+    r = client.post("/api/v1/beacon/heartbeat", json={**beat, "probe_id": probe_id},
+                    headers=headers)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["accepted"] == 1
