@@ -15,7 +15,8 @@ Lag: heartbeats stamped "now" are ingested at --lag-rate a second for --lag-seco
 thread runs flush_pending every 10 s (the beat schedule; no early flushes, so this is the
 worst case); lag = created_at - timestamp of each row.
 
-Live cache: one series filled through live_cache.queue_points with 60, 120 and 200 points;
+Live cache: one series filled through node_writes.write_points (the ingest script) with
+60, 120 and 200 points;
 MEMORY USAGE (SAMPLES 0) / points and OBJECT ENCODING.
 """
 
@@ -229,6 +230,7 @@ def live_memory(app, sizes: list[int]) -> list[dict]:
     from app.extensions import get_redis
     from app.services import live_cache
     from app.services.keys import live_key
+    from app.services.node_writes import write_points
 
     results = []
     with app.app_context():
@@ -242,9 +244,7 @@ def live_memory(app, sizes: list[int]) -> list[dict]:
             points = [live_cache.Point(series, now_ms - 1000 - i * step_ms,
                                        round(3 + (i * 37 % 2000) / 10, 2), float(i % 4 * 10),
                                        round((i * 13 % 300) / 100, 2)) for i in range(n)]
-            pipe = client.pipeline(transaction=False)
-            live_cache.queue_points(pipe, handle.prefix, node, points, now_ms)
-            pipe.execute()
+            write_points(client, handle.prefix, node, points, now_ms)
             key = live_key(handle.prefix, node, series)
             stored = client.zcard(key)
             usage = client.memory_usage(key, samples=0)

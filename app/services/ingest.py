@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from flask import current_app
 
 from app.extensions import get_redis
-from app.services import live_cache, pending
+from app.services import pending
 from app.services.errors import ApiError
 from app.services.heartbeat_rules import CODES, ValidHeartbeat, validate_heartbeat
-from app.services.keys import flush_queued_key, node_seen_key, seen_dirty_key
+from app.services.keys import flush_queued_key, seen_dirty_key
 from app.services.live_cache import NODE_SERIES, Point
 from app.services.node_cache import node_state
-from app.services.presence import mark_present
+from app.services.node_writes import execute, node_write
 from app.services.scheduling import request_early_flush
 from app.telemetry import HEARTBEATS
 
@@ -115,12 +115,6 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
     pipe = handle.client.pipeline(transaction=False)
     summaries = [Point(NODE_SERIES, v.ts_ms, *v.summary) for v in items]
     points = [Point(*r) for v in items for r in v.results]
-    live_cache.queue_points(pipe, handle.prefix, node, summaries + points, now_ms)
-    if points:
-        pending.queue_append(pipe, handle.prefix, node, points)
-    count_reply = len(pipe)  # index of the INCRBY reply: the new pending point count
-    pending.queue_count(pipe, handle.prefix, len(points))
-    mark_present(pipe, handle.prefix, node, now)
     newest = max(items, key=lambda v: v.ts_ms)
     seen = {"last_seen_ms": now_ms}
     if newest.config_version is not None:
@@ -129,12 +123,18 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
         seen["agent_version"] = newest.agent_version
     if newest.metadata:
         seen["metadata"] = _bounded_metadata(newest.metadata)
-    pipe.hset(node_seen_key(handle.prefix, node), mapping=seen)
+    write = node_write(handle.prefix, node, summaries + points, now_ms, present_at=now,
+                       seen=seen)
+    write_reply = write.queue(pipe)
+    if points:
+        pending.queue_append(pipe, handle.prefix, node, points)
+    count_reply = len(pipe)  # index of the INCRBY reply: the new pending point count
+    pending.queue_count(pipe, handle.prefix, len(points))
     pipe.sadd(seen_dirty_key(handle.prefix), node)
     # Whether an early flush is queued already rides along: in the steady state (it is)
     # that saves request_early_flush's own round trip; it still sets the flag with NX.
     pipe.exists(flush_queued_key(handle.prefix))
-    replies = pipe.execute()
+    replies = execute(handle.client, pipe, write, write_reply)
     if replies[count_reply] >= EARLY_FLUSH_PENDING and not replies[-1]:
         request_early_flush()
 

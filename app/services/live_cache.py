@@ -8,7 +8,6 @@ point, see bench/flush.py). The score is the point's epoch-ms timestamp.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from app.services.keys import live_key
@@ -40,24 +39,6 @@ def encode_member(point: Point) -> bytes:
 def decode_member(series: str, member: bytes) -> Point:
     ts_hex, latency, loss, jitter = member.split(b":")
     return Point(series, int(ts_hex, 16), int(latency) / 100, int(loss) / 100, int(jitter) / 100)
-
-
-def queue_points(pipe, prefix: str, node_id: str, points: Iterable[Point], now_ms: int) -> int:
-    """Queue ZADD + trim + TTL for every series touched, on a pipeline; returns points queued.
-
-    Points older than the live hour skip the cache (they go to PostgreSQL only).
-    """
-    cutoff = now_ms - LIVE_WINDOW_MS
-    by_series: dict[str, dict[bytes, int]] = {}
-    for point in points:
-        if point.ts_ms > cutoff:
-            by_series.setdefault(point.series, {})[encode_member(point)] = point.ts_ms
-    for series, members in by_series.items():
-        key = live_key(prefix, node_id, series)
-        pipe.zadd(key, members)
-        pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
-        pipe.expire(key, LIVE_TTL_SECONDS)
-    return sum(len(m) for m in by_series.values())
 
 
 def read_series(client, prefix: str, node_id: str, series: str, from_ms: int | None = None,

@@ -16,10 +16,10 @@ from app.services.live_cache import (
     Point,
     decode_member,
     encode_member,
-    queue_points,
     read_many,
     read_series,
 )
+from app.services.node_writes import write_points
 
 NODE = "5b0c3c1e-8d4f-4c43-9d3e-1f2a3b4c5d6e"
 PROBE = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
@@ -39,10 +39,7 @@ def redis_handle(app):
 
 
 def write(handle, points, now_ms: int = NOW_MS, node: str = NODE) -> int:
-    pipe = handle.client.pipeline(transaction=False)
-    queued = queue_points(pipe, handle.prefix, node, points, now_ms)
-    pipe.execute()
-    return queued
+    return write_points(handle.client, handle.prefix, node, points, now_ms)
 
 
 def key(handle, series: str = PROBE, node: str = NODE) -> str:
