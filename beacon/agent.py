@@ -9,6 +9,7 @@ taken out of) Pulse's list, so an edit applies at once even while Pulse is down.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 from beacon import __version__, state
 from beacon import config as config_mod
 from beacon.config import AgentConfig, BeaconConfigError
-from beacon.probes import ProbeKey, ProbeSpec
+from beacon.probes import ProbeKey, ProbeSpec, RunResult
 from beacon.pulse import PulseClient, make_transport
 from beacon.reporter import IdMap, Reporter, ReportOutcome
 from beacon.scheduler import Scheduler
@@ -31,6 +32,10 @@ from beacon.spool import Spool
 log = logging.getLogger("beacon.agent")
 
 RELOAD_POLL_SECONDS = 2.0
+# Settings whose change needs a new HTTP transport (TLS context, base URL, bearer).
+TRANSPORT_SETTINGS = ("pulse_server", "token", "tls_verify", "ca_file")
+# Settings the running agent cannot change: its identity and where its files are.
+RESTART_SETTINGS = ("node_id", "state_dir")
 
 
 def _now_iso() -> str:
@@ -46,6 +51,7 @@ class Agent:
         stop: threading.Event,
         out: Callable[[str], None] = print,
         reload_poll_seconds: float = RELOAD_POLL_SECONDS,
+        reload_requested: threading.Event | None = None,
     ) -> None:
         assert cfg.pulse_server and cfg.node_id
         self.cfg = cfg
@@ -70,7 +76,10 @@ class Agent:
         self.need_config = True
         self.sync_error: str | None = None
         self.scheduler = Scheduler(stop)
+        # Set on SIGHUP: reload the file even if it looks unchanged.
+        self.reload_requested = reload_requested or threading.Event()
         meta = md.collect(auto_detect=True)
+        self._detected_region = meta.region
         self.reporter = Reporter(
             self.client,
             self.spool,
@@ -117,6 +126,9 @@ class Agent:
                 self.ids.by_key[p.key] = p.id
         if replace_valid is not None:
             self.ids.valid = replace_valid
+            # A probe deleted in Pulse must not keep its id here: a result sent under it
+            # would make Pulse refuse the whole heartbeat (ERR_PROBE_NOT_FOUND).
+            self.ids.by_key = {k: v for k, v in self.ids.by_key.items() if v in replace_valid}
         self.ids.known = True
 
     def _on_unknown_probe(self) -> None:
@@ -158,7 +170,8 @@ class Agent:
                         self.config_version = str(data["config_version"])
                     self.etag = reply.headers.get("ETag") or reply.headers.get("etag")
                     assert self.remote is not None
-                    self._learn_ids(self.remote, self._remote_ids() | self._declared_ids())
+                    # A full config answer is the whole truth about this node's probes.
+                    self._learn_ids(self.remote, self._remote_ids())
                 self.need_config = False
         except ReporterError as exc:
             log.warning("Pulse sync failed: %s", exc)
@@ -172,10 +185,6 @@ class Agent:
     def _remote_ids(self) -> set[str]:
         return {p.id for p in self.remote or [] if p.id}
 
-    def _declared_ids(self) -> set[str]:
-        local = {p.key for p in self.local}
-        return {pid for key, pid in self.ids.by_key.items() if key in local}
-
     # -- reload ------------------------------------------------------------------------
     def _stat(self) -> tuple[int, int] | None:
         try:
@@ -184,10 +193,14 @@ class Agent:
         except OSError:
             return None
 
-    def check_reload(self) -> bool:
+    def request_reload(self) -> None:
+        """Reload ``beacon.yaml`` at the next loop turn even if it looks unchanged (SIGHUP)."""
+        self.reload_requested.set()
+
+    def check_reload(self, force: bool = False) -> bool:
         """Apply an edited ``beacon.yaml``; an invalid edit is logged and ignored."""
         current = self._stat()
-        if current is None or current == self._mtime:
+        if current is None or (current == self._mtime and not force):
             return False
         self._mtime = current
         try:
@@ -196,26 +209,76 @@ class Agent:
             log.error("config reload refused, keeping the running config:\n%s", exc)
             self.out(f"{_now_iso()} config reload refused, keeping the running config:\n{exc}")
             return False
-        if new.report_interval_seconds != self.report_interval:
-            self.report_interval = new.report_interval_seconds
-        if new.token != self.cfg.token:
-            self.transport.token = new.token
-        for name in ("pulse_server", "node_id", "state_dir", "tls_verify", "ca_file"):
-            if getattr(new, name) != getattr(self.cfg, name):
-                log.warning("%s changed in %s: takes effect after a restart", name, self.cfg.path)
+        self.apply_config(new)
+        self.out(f"{_now_iso()} config reloaded: {len(self.scheduler.specs)} probe(s) running")
+        return True
+
+    def apply_config(self, new: AgentConfig) -> None:
+        """Make ``new`` the running config; each edit is compared with the running one."""
+        old = self.cfg
+        for name in RESTART_SETTINGS:
+            if getattr(new, name) != getattr(old, name):
+                log.warning("%s changed in %s: takes effect after a restart", name, old.path)
+        new = dataclasses.replace(new, node_id=old.node_id, state_dir=old.state_dir)
+        if any(getattr(new, n) != getattr(old, n) for n in TRANSPORT_SETTINGS):
+            self._rebuild_transport(new)
+            if new.pulse_server != old.pulse_server:
+                self.need_declare, self.etag = True, None
+        self.report_interval = new.report_interval_seconds
+        self.spool.max_bytes = new.spool_max_bytes
+        self.spool.max_age_seconds = new.spool_max_age_seconds
+        self.reporter.metadata["region"] = new.region or self._detected_region
+        self.cfg = new
         if list(new.probes) != self.local:
             self.local = list(new.probes)
             self.need_declare = True
             self.apply_probes()  # at once, even if Pulse is unreachable
+        if self.need_declare:
             self.sync()
-        self.out(f"{_now_iso()} config reloaded: {len(self.scheduler.specs)} probe(s) running")
-        return True
+
+    def _rebuild_transport(self, cfg: AgentConfig) -> None:
+        assert cfg.pulse_server
+        old = self.transport
+        self.transport = make_transport(
+            cfg.pulse_server, cfg.token, cfg.tls_verify, cfg.ca_file, self.stop
+        )
+        self.client = PulseClient(self.transport)
+        self.reporter.client = self.client
+        old.close()
 
     # -- reporting ---------------------------------------------------------------------
-    def report_once(self) -> ReportOutcome:
+    def report_once(self) -> ReportOutcome | None:
+        """One report; never raises. None when it failed unexpectedly (logged).
+
+        On an unexpected exception the runs drained for this report that were neither
+        delivered nor spooled go back to the scheduler's queue for the next report.
+        """
+        runs: list[RunResult] = []
+        self.reporter.handed_off = 0
+        try:
+            return self._report(runs)
+        except Exception as exc:
+            log.exception("report failed unexpectedly")
+            unsent = runs[self.reporter.handed_off :]
+            if unsent:
+                self.scheduler.requeue(unsent)
+            self.last = {
+                "at": _now_iso(),
+                "ok": False,
+                "error": f"internal error: {exc!r}",
+                "latency_ms": None,
+            }
+            self.out(
+                f"{_now_iso()} Reporting to Pulse… failed: internal error {exc!r}; "
+                f"{len(unsent)} result(s) kept for the next report"
+            )
+            self.write_status(running=True)
+            return None
+
+    def _report(self, runs: list[RunResult]) -> ReportOutcome:
         if self.need_declare or self.need_config:
             self.sync()
-        runs = self.scheduler.drain()
+        runs.extend(self.scheduler.drain())
         hb = self.reporter.build(runs, self.scheduler.latest(), self.config_version)
         outcome = self.reporter.report(hb)
         if not outcome.ok and self.sync_error and not self.ids.known:
@@ -238,7 +301,8 @@ class Agent:
     def _describe(self, o: ReportOutcome, runs: int, latency_ms: float | None) -> str:
         took = "" if latency_ms is None else f" in {latency_ms:.1f} ms"
         if o.ok:
-            extra = f", {o.delivered - 1} spooled heartbeat(s) delivered" if o.delivered > 1 else ""
+            backlog = o.delivered - o.live
+            extra = f", {backlog} spooled heartbeat(s) delivered" if backlog else ""
             drift = ", config drift: refetched" if o.drift else ""
             return f"ok: {runs} result(s), {o.accepted} point(s) accepted{took}{extra}{drift}"
         what = f"spooled ({self.spool.heartbeats} waiting)" if o.spooled else "dropped"
@@ -270,7 +334,7 @@ class Agent:
     def write_status(self, running: bool) -> None:
         try:
             state.write_status(self.cfg.state_dir, self.status(running))
-        except OSError as exc:
+        except Exception as exc:  # the status file is informational: never fatal
             log.warning("cannot write status file: %s", exc)
 
     # -- main loop ---------------------------------------------------------------------
@@ -287,8 +351,10 @@ class Agent:
         try:
             while not self.stop.is_set():
                 now = time.monotonic()
-                if now >= next_reload:
-                    self.check_reload()
+                forced = self.reload_requested.is_set()
+                if now >= next_reload or forced:
+                    self.reload_requested.clear()
+                    self._reload_safely(forced)
                     next_reload = time.monotonic() + self.reload_poll_seconds
                 if now >= next_report:
                     self.report_once()
@@ -299,6 +365,12 @@ class Agent:
             self.shutdown()
         return 0
 
+    def _reload_safely(self, force: bool) -> None:
+        try:
+            self.check_reload(force)
+        except Exception:  # a reload must never take the agent down
+            log.exception("config reload failed unexpectedly; keeping the running config")
+
     def shutdown(self) -> None:
         """Stop probing; keep completed but unreported runs in the spool for next time."""
         self.stop.set()
@@ -306,7 +378,7 @@ class Agent:
         runs = self.scheduler.drain()
         if runs:
             hb = self.reporter.build(runs, self.scheduler.latest(), self.config_version)
-            self.spool.append(hb)
+            self.reporter.spool_heartbeat(hb)
             self.out(f"{_now_iso()} stopping: {len(runs)} unreported result(s) spooled")
         self.write_status(running=False)
         self.transport.close()

@@ -76,7 +76,7 @@ def cli() -> None:
 def start(config_path: str, daemon: bool, log_level: str) -> None:
     """Run the agent (foreground unless --daemon)."""
     cfg = load_config(config_path, require_pulse=True)
-    state.ensure_dir(cfg.state_dir)
+    _prepare_state_dir(config_path, cfg.state_dir)
     pid = state.read_pid(cfg.state_dir)
     if pid is not None:
         click.echo(f"beacon is already running (pid {pid})", err=True)
@@ -89,13 +89,34 @@ def start(config_path: str, daemon: bool, log_level: str) -> None:
     from beacon.agent import Agent
 
     stop = threading.Event()
+    reload_requested = threading.Event()
     _stop_on_signals(stop)
-    state.write_pid(cfg.state_dir)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_requested.set())
     try:
-        agent = Agent(cfg, stop, out=_echo)
+        lock_fd = state.acquire_pid_file(cfg.state_dir)
+    except state.AlreadyRunning as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    try:
+        agent = Agent(cfg, stop, out=_echo, reload_requested=reload_requested)
         agent.run()
     finally:
-        state.remove_pid(cfg.state_dir)
+        state.release_pid_file(cfg.state_dir, lock_fd)
+
+
+def _prepare_state_dir(config_path: str, state_dir: Path) -> None:
+    """Create the state dir and its spool, or exit 2 with one line naming the field."""
+    problem = None
+    try:
+        state.ensure_dir(state_dir)
+        state.ensure_dir(state_dir / state.SPOOL_DIR)
+        if not os.access(state_dir, os.W_OK | os.X_OK):
+            problem = "is not writable"
+    except OSError as exc:
+        problem = f"cannot create ({exc.strerror or exc})"
+    if problem:
+        click.echo(f"{config_path}: state_dir: {problem}, got {str(state_dir)!r}", err=True)
+        sys.exit(2)
 
 
 def _daemonize(state_dir: Path) -> bool:
@@ -133,7 +154,18 @@ def stop(config_path: str, timeout: float) -> None:
     if pid is None:
         click.echo("beacon is not running")
         return
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        click.echo(f"beacon stopped (pid {pid})")
+        return
+    except PermissionError:
+        click.echo(
+            f"cannot stop beacon (pid {pid}): permission denied; "
+            "run `beacon stop` as the user that started it",
+            err=True,
+        )
+        sys.exit(1)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not state.pid_alive(pid):
@@ -145,12 +177,9 @@ def stop(config_path: str, timeout: float) -> None:
 
 
 def _spool_stats(state_dir: Path) -> dict[str, int]:
-    spool_dir = state_dir / state.SPOOL_DIR
-    if not spool_dir.is_dir():
-        return {"heartbeats": 0, "bytes": 0, "dropped": 0, "rejected": 0}
-    from beacon.spool import Spool
+    from beacon.spool import read_stats
 
-    return Spool(spool_dir).stats()
+    return read_stats(state_dir / state.SPOOL_DIR)  # read-only: never repairs or creates
 
 
 @cli.command()
@@ -318,9 +347,9 @@ def register(
         doc["region"] = region
     doc.setdefault("report_interval_seconds", 60)
     doc.setdefault("probes", [])
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds a secret
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(doc, fh, sort_keys=False)
+    # Atomic (temp file + rename) and 0600 from the start: it holds a secret, and a
+    # failure half-way must leave the previous file whole.
+    state.atomic_write(path, yaml.safe_dump(doc, sort_keys=False), mode=0o600, durable=True)
     click.echo(f"registered node {answer['node_id']} as {name!r}; wrote {config_path}")
 
 

@@ -238,19 +238,21 @@ def parse(data: Any, name: str, base_dir: Path, require_pulse: bool = True) -> A
             continue
         seen[spec.key] = index
         probes.append(spec)
+    node_name = chk.string(data, "node_name", "node_name")
+    region = chk.string(data, "region", "region")
     if chk.problems:
         raise BeaconConfigError(chk.problems)
     return AgentConfig(
         path=base_dir / Path(name).name,
         pulse_server=server.rstrip("/") if server else None,
         node_id=node_id,
-        node_name=chk.string(data, "node_name", "node_name"),
+        node_name=node_name,
         token=token,
         report_interval_seconds=interval or 60,
         tls_verify=bool(tls_verify),
         ca_file=ca_file,
         state_dir=state_dir,
-        region=chk.string(data, "region", "region"),
+        region=region,
         probes=tuple(probes),
         spool_max_bytes=spool_bytes or 100 * 2**20,
         spool_max_age_seconds=spool_age or 7 * 86400,

@@ -25,8 +25,13 @@ from beacon.spool import Spool
 log = logging.getLogger("beacon.reporter")
 
 BATCH_LIMIT = 500
+MAX_RESULTS = 1000  # Pulse takes at most 1000 results per heartbeat (SPEC §5)
 SLOW_UPLOAD_SECONDS = 5.0
-FINAL_STATUSES = {400, 413, 422}  # the heartbeat itself is bad: resending cannot help
+# The heartbeat itself is bad: resending cannot help. A 413 from the single endpoint is
+# not final: the heartbeat is spooled, and the batch endpoint halves its batches on 413
+# until a single heartbeat is still too large (then it is final there).
+FINAL_STATUSES = {400, 422}
+BATCH_FINAL_STATUSES = {400, 413, 422}
 OPTIONAL_FIELDS = (
     "latency_median_ms",
     "latency_min_ms",
@@ -57,6 +62,21 @@ def summarize(latest: Iterable[RunResult]) -> dict[str, float]:
     }
 
 
+def split(hb: dict[str, Any], max_results: int = MAX_RESULTS) -> list[dict[str, Any]]:
+    """``hb`` as heartbeats of at most ``max_results`` results each, in order.
+
+    Every chunk carries the same summary, timestamp and metadata; Pulse stores probe
+    points per result, so splitting loses nothing (the summary point is deduplicated by
+    its timestamp).
+    """
+    results = hb.get("results") or []
+    if len(results) <= max_results:
+        return [hb]
+    return [
+        {**hb, "results": results[i : i + max_results]} for i in range(0, len(results), max_results)
+    ]
+
+
 @dataclass
 class IdMap:
     """What Pulse told us about probe ids; ``known`` once any declaration/config arrived."""
@@ -71,6 +91,7 @@ class ReportOutcome:
     ok: bool
     accepted: int = 0
     delivered: int = 0  # heartbeats delivered (spooled ones included)
+    live: int = 0  # of which this report's own (more than one when it was split)
     spooled: bool = False
     rejected: int = 0
     error: str | None = None
@@ -98,6 +119,16 @@ class Reporter:
         self.ids = ids
         self.on_unknown_probe = on_unknown_probe or (lambda: None)
         self.unmapped_dropped = 0
+        # Results of the heartbeat given to the current ``report`` whose fate is settled
+        # (delivered, spooled or rejected), in order: after an unexpected exception the
+        # agent puts the runs behind them back in its queue.
+        self.handed_off = 0
+
+    def spool_heartbeat(self, hb: dict[str, Any]) -> None:
+        """Spool ``hb`` (in chunks of at most MAX_RESULTS results)."""
+        for chunk in split(hb):
+            self.spool.append(chunk)
+            self.handed_off += len(chunk.get("results") or [])
 
     def build(
         self, runs: list[RunResult], latest: Iterable[RunResult], config_version: str | None
@@ -126,10 +157,14 @@ class Reporter:
         for item in hb.get("results", []):
             item = dict(item)
             key = tuple(item.pop("_key", ()) or ())
-            pid = item.get("probe_id") or ids.by_key.get(key)  # type: ignore[arg-type]
+            pid = item.get("probe_id")
+            if pid is None or (ids.known and pid not in ids.valid):
+                # Measured before the id was known, or under an id Pulse has since
+                # replaced (probe deleted and declared again): map by probe key.
+                pid = ids.by_key.get(key, pid)  # type: ignore[call-overload]
             if pid is None and not ids.known:
                 return None
-            if pid is None or (ids.valid and pid not in ids.valid):
+            if pid is None or (ids.known and pid not in ids.valid):
                 # The probe is gone from Pulse; sending it would fail the whole heartbeat.
                 self.unmapped_dropped += 1
                 continue
@@ -145,21 +180,42 @@ class Reporter:
         return wire
 
     def report(self, hb: dict[str, Any]) -> ReportOutcome:
-        """Deliver spooled heartbeats first (order), then this one; spool it on failure."""
+        """Deliver spooled heartbeats first (order), then this one; spool it on failure.
+
+        A heartbeat with more than MAX_RESULTS results goes out as several heartbeats.
+        """
         started = time.perf_counter()
+        self.handed_off = 0
         out = ReportOutcome(ok=False)
-        if self.spool.heartbeats:
-            backlog_done = self.flush(out)
-            if not backlog_done:
-                self.spool.append(hb)
-                out.spooled = True
-                out.latency_seconds = time.perf_counter() - started
-                return out
+        chunks = split(hb)
+        if self.spool.heartbeats and not self.flush(out):
+            for chunk in chunks:
+                self.spool_heartbeat(chunk)
+            out.spooled = True
+            out.latency_seconds = time.perf_counter() - started
+            return out
+        all_ok = True
+        for index, chunk in enumerate(chunks):
+            fate = self._send_live(chunk, out)
+            if fate != "ok":
+                all_ok = False
+            if fate == "spooled":  # Pulse cannot take it now: the rest waits too
+                for rest in chunks[index + 1 :]:
+                    self.spool_heartbeat(rest)
+                break
+        out.ok = all_ok
+        out.latency_seconds = time.perf_counter() - started
+        if out.ok and out.latency_seconds > SLOW_UPLOAD_SECONDS:
+            log.warning("slow upload: heartbeat took %.2f s", out.latency_seconds)
+        return out
+
+    def _send_live(self, hb: dict[str, Any], out: ReportOutcome) -> str:
+        """POST one heartbeat: "ok", "spooled" or "rejected" (counted, not retried)."""
         wire = self.finalize(hb)
         if wire is None:
-            self.spool.append(hb)
+            self.spool_heartbeat(hb)
             out.spooled, out.error = True, "probe ids not known yet (Pulse not reached)"
-            return out
+            return "spooled"
         try:
             reply = self.client.heartbeat(wire)
         except ServerError as exc:
@@ -168,33 +224,29 @@ class Reporter:
                 # A probe vanished between our last config and now: refresh the ids and let
                 # the batch endpoint judge the results one by one later.
                 self.on_unknown_probe()
-                self.spool.append(hb)
-                out.spooled = True
             elif exc.status in FINAL_STATUSES:
                 log.error("heartbeat rejected by Pulse (%s): %s", exc.status, exc.body[:500])
                 self.spool.count_rejected(1)
                 out.rejected += 1
+                self.handed_off += len(hb.get("results") or [])
+                return "rejected"
             else:
                 log.error("heartbeat refused by Pulse (%s): %s", exc.status, exc.body[:500])
-                self.spool.append(hb)
-                out.spooled = True
-            out.latency_seconds = time.perf_counter() - started
-            return out
+            self.spool_heartbeat(hb)
+            out.spooled = True
+            return "spooled"
         except ReporterError as exc:
             out.error = str(exc)
-            self.spool.append(hb)
+            self.spool_heartbeat(hb)
             out.spooled = True
-            out.latency_seconds = time.perf_counter() - started
-            return out
+            return "spooled"
+        self.handed_off += len(hb.get("results") or [])
         data = reply.data if isinstance(reply.data, dict) else {}
-        out.ok = True
         out.delivered += 1
+        out.live += 1
         out.accepted += int(data.get("accepted") or 0)
         self._note_version(out, data)
-        out.latency_seconds = time.perf_counter() - started
-        if out.latency_seconds > SLOW_UPLOAD_SECONDS:
-            log.warning("slow upload: heartbeat took %.2f s", out.latency_seconds)
-        return out
+        return "ok"
 
     def _note_version(self, out: ReportOutcome, data: dict[str, Any]) -> None:
         out.drift = out.drift or bool(data.get("drift_detected"))
@@ -227,7 +279,7 @@ class Reporter:
                 if exc.status == 413 and limit > 1:
                     limit = max(1, limit // 2)
                     continue
-                if exc.status in FINAL_STATUSES:
+                if exc.status in BATCH_FINAL_STATUSES:
                     log.error("spooled batch rejected (%s): %s", exc.status, exc.body[:500])
                     self.spool.commit(records[-1].end, len(records))
                     self.spool.count_rejected(len(records))

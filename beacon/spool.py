@@ -28,6 +28,46 @@ from typing import Any
 log = logging.getLogger("beacon.spool")
 
 
+def read_stats(directory: str | Path) -> dict[str, int]:
+    """The spool's counters for ``beacon status``, read without changing any file.
+
+    ``Spool()`` repairs a half-written tail and creates the directory; a status query
+    must not touch the files of an agent that may be writing them. A partial last line
+    is not counted.
+    """
+    d = Path(directory)
+    out = {"heartbeats": 0, "bytes": 0, "dropped": 0, "rejected": 0}
+    if not d.is_dir():
+        return out
+    try:
+        counters = json.loads((d / "counters.json").read_text())
+        out["dropped"] = int(counters.get("dropped", 0))
+        out["rejected"] = int(counters.get("rejected", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    try:
+        cursor = json.loads((d / "cursor.json").read_text())
+        seg, offset = int(cursor["segment"]), int(cursor["offset"])
+    except (OSError, ValueError, TypeError, KeyError):
+        seg, offset = 0, 0
+    for path in sorted(d.glob("seg-*.jsonl")):
+        try:
+            n = int(path.name[4:14])
+        except ValueError:
+            continue
+        if n < seg:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset if n == seg else 0)
+                data = fh.read()
+        except OSError:
+            continue
+        out["bytes"] += len(data)
+        out["heartbeats"] += data.count(b"\n")
+    return out
+
+
 @dataclass(frozen=True)
 class Position:
     segment: int

@@ -21,7 +21,6 @@ import threading
 import time
 
 from beacon.probes import (
-    ERR_CONNECTION_REFUSED,
     ERR_CONNECTION_TIMEOUT,
     ERR_NETWORK_UNREACHABLE,
     Pacer,
@@ -81,7 +80,9 @@ def _exchange(
     errors: list[str | None] = [None] * spec.count
     outstanding: dict[int, int] = {}  # seq -> send time (perf_counter_ns)
     next_seq = 0
-    refused = False
+    # The last error the socket reported (ICMP port/host/network unreachable surface on
+    # send or on recv alike): samples that then expire are lost to it, not to a timeout.
+    socket_error: str | None = None
     sent = 0
     while True:
         if pacer.stop.is_set():
@@ -91,15 +92,15 @@ def _exchange(
         for seq, sent_ns in list(outstanding.items()):
             if now_ns - sent_ns >= timeout_ns:
                 del outstanding[seq]
-                errors[seq] = ERR_CONNECTION_REFUSED if refused else ERR_CONNECTION_TIMEOUT
+                errors[seq] = socket_error or ERR_CONNECTION_TIMEOUT
         if next_seq < spec.count and time.monotonic() >= pacer.start + next_seq * spacing:
             send_ns = time.perf_counter_ns()
             try:
                 sock.send(encode(run_id, next_seq, send_ns))
                 outstanding[next_seq] = send_ns
             except OSError as exc:
-                refused = refused or isinstance(exc, ConnectionRefusedError)
-                errors[next_seq] = classify(exc)
+                socket_error = classify(exc)
+                errors[next_seq] = socket_error
             next_seq += 1
             sent = next_seq
             continue
@@ -113,7 +114,7 @@ def _exchange(
         wait = max(0.0, (min(wake_ns) - time.perf_counter_ns()) / 1e9)
         readable, _, _ = select.select([sock], [], [], min(wait, 0.25))
         if readable:
-            refused = _drain(sock, run_id, outstanding, rtts, timeout_ns) or refused
+            socket_error = _drain(sock, run_id, outstanding, rtts, timeout_ns) or socket_error
     run.samples = rtts[:sent]
     run.errors = [e for e in errors[:sent] if e is not None]
     # A sample neither answered nor expired (stopped mid-run) counts as lost by timeout.
@@ -127,17 +128,20 @@ def _drain(
     outstanding: dict[int, int],
     rtts: list[float | None],
     timeout_ns: int,
-) -> bool:
-    """Read every queued datagram; returns True if an ICMP port-unreachable surfaced."""
+) -> str | None:
+    """Read every queued datagram.
+
+    Returns the code of a socket error that surfaced, classified as a send error would
+    be (ICMP port unreachable: refused; host or network unreachable: unreachable), or
+    None.
+    """
     while True:
         try:
             data = sock.recv(2048)
-        except BlockingIOError:
-            return False
-        except ConnectionRefusedError:
-            return True  # ICMP port unreachable from the target
-        except OSError:
-            return False
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            return classify(exc)
         recv_ns = time.perf_counter_ns()
         decoded = decode(data)
         if decoded is None:

@@ -35,9 +35,10 @@ class AsyncHeartbeatClient:
         **options: Any,
     ) -> None:
         opts = HeartbeatOptions.from_keywords(server_url, app, profile, options)
-        # Set on stop(): interrupts a retry backoff running in the executor thread.
+        # Set on stop(): interrupts a retry backoff of the reporting task running in the
+        # executor thread (one event per start; report_now() never uses it).
         self._thread_stop = threading.Event()
-        self._core = HeartbeatCore(opts, self._thread_stop)
+        self._core = HeartbeatCore(opts, threading.Event())
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 
@@ -70,9 +71,11 @@ class AsyncHeartbeatClient:
         """Schedule the reporting task (first heartbeat immediately)."""
         if self.is_running:
             return
-        self._thread_stop.clear()
+        self._thread_stop = threading.Event()
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"heartbeat-{self._core.opts.app}")
+        self._task = asyncio.create_task(
+            self._run(self._thread_stop), name=f"heartbeat-{self._core.opts.app}"
+        )
 
     async def stop(self) -> None:
         """Stop the task and wait for it; prompt even mid-wait."""
@@ -84,11 +87,11 @@ class AsyncHeartbeatClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self) -> None:
+    async def _run(self, thread_stop: threading.Event) -> None:
         assert self._wake is not None
         while not self._wake.is_set():
             try:
-                await asyncio.to_thread(self._core.send)
+                await asyncio.to_thread(self._core.send, thread_stop)
             except ReporterError as exc:
                 log.warning("heartbeat not delivered: %s", exc)
             except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import string
 import threading
@@ -50,14 +51,16 @@ class HeartbeatOptions:
     enable_metrics: bool = False
 
     @classmethod
-    def from_keywords(cls, server_url: str | None, app: str | None, profile: str | None,
-                      options: dict[str, Any]) -> HeartbeatOptions:
+    def from_keywords(
+        cls, server_url: str | None, app: str | None, profile: str | None, options: dict[str, Any]
+    ) -> HeartbeatOptions:
         """The keyword form of both clients: unknown options are a ConfigError."""
         unknown = set(options) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(sorted(unknown)[0], "unknown option")
-        return cls(server_url=server_url or "", app=app or "", profile=profile or "",
-                   **options).validate()
+        return cls(
+            server_url=server_url or "", app=app or "", profile=profile or "", **options
+        ).validate()
 
     def validate(self) -> HeartbeatOptions:
         for name in ("server_url", "app", "profile"):
@@ -69,10 +72,31 @@ class HeartbeatOptions:
                 "server_url", f"must start with http:// or https://, got {self.server_url!r}"
             )
         for name in ("interval", "timeout", "initial_retry_delay", "max_retry_delay"):
-            if float(getattr(self, name)) <= 0:
-                raise ConfigError(name, f"must be > 0 seconds, got {getattr(self, name)!r}")
-        if int(self.max_retries) < 1:
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigError(name, f"must be a number of seconds > 0, got {value!r}")
+            setattr(self, name, float(value))
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise ConfigError("max_retries", f"must be an integer, got {self.max_retries!r}")
+        if self.max_retries < 1:
             raise ConfigError("max_retries", f"must be >= 1, got {self.max_retries!r}")
+        for name in ("token", "ca_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(name, f"must be a string, got {value!r}")
+        for name in ("instance_id", "health"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(name, f"must be a string, got {getattr(self, name)!r}")
+        for name in ("auto_detect_metadata", "tls_verify", "enable_metrics"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.custom_metadata, dict):
+            raise ConfigError("custom_metadata", f"must be a mapping, got {self.custom_metadata!r}")
         if not self.instance_id:
             self.instance_id = generate_instance_id()
         return self
@@ -201,10 +225,11 @@ class HeartbeatCore:
             "health": self.opts.health,
         }
 
-    def send(self) -> HeartbeatResponse:
+    def send(self, stop_event: threading.Event | None = None) -> HeartbeatResponse:
+        """One heartbeat with retries; ``stop_event`` cuts a retry wait short."""
         started = time.perf_counter()
         try:
-            reply = self.transport.request("POST", self.path, self.payload())
+            reply = self.transport.request("POST", self.path, self.payload(), stop_event=stop_event)
             data = reply.data
             if not isinstance(data, dict) or not isinstance(data.get("drift_detected"), bool):
                 raise ParseError(f"unexpected heartbeat response: {str(data)[:200]}")
@@ -253,8 +278,11 @@ class HeartbeatClient:
         **options: Any,
     ) -> None:
         opts = HeartbeatOptions.from_keywords(server_url, app, profile, options)
+        # One stop event per start(): it ends that thread's loop and cuts its retry waits
+        # short. report_now() does not use it, so after stop() it still gets its retries.
         self._stop = threading.Event()
-        self._core = HeartbeatCore(opts, self._stop)
+        self._stop.set()
+        self._core = HeartbeatCore(opts, threading.Event())
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
 
@@ -308,9 +336,12 @@ class HeartbeatClient:
         with self._state_lock:
             if self.is_running:
                 return
-            self._stop.clear()
+            self._stop = threading.Event()  # a thread from an earlier start keeps its own
             self._thread = threading.Thread(
-                target=self._run, name=f"heartbeat-{self._core.opts.app}", daemon=True
+                target=self._run,
+                args=(self._stop,),
+                name=f"heartbeat-{self._core.opts.app}",
+                daemon=True,
             )
             self._thread.start()
 
@@ -338,14 +369,14 @@ class HeartbeatClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         interval = self._core.opts.interval
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
-                self._core.send()
+                self._core.send(stop)
             except ReporterError as exc:
                 log.warning("heartbeat not delivered: %s", exc)
             except Exception:  # never let the reporting thread die silently
                 log.exception("heartbeat failed unexpectedly")
-            if self._stop.wait(interval):
+            if stop.wait(interval):
                 break

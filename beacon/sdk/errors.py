@@ -17,7 +17,15 @@ class ReporterError(Exception):
 
 
 class NetworkError(ReporterError):
-    """Connection failure, TLS failure or timeout: the server gave no HTTP answer."""
+    """Connection failure, TLS failure or timeout: the server gave no HTTP answer.
+
+    ``retryable`` is False for failures another attempt cannot cure: a TLS handshake or
+    certificate error, or a malformed URL.
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        self.retryable = retryable
+        super().__init__(message)
 
 
 class ParseError(ReporterError):

@@ -26,6 +26,14 @@ from beacon.sdk.errors import NetworkError, ParseError, ReporterError, ServerErr
 log = logging.getLogger("beacon.sdk")
 
 RETRYABLE_STATUS = frozenset({408, 429})
+# Failures another attempt cannot cure: wrong certificate or TLS version, a bad URL.
+# (SSLError is a ConnectionError subclass, so it must be told apart explicitly.)
+FINAL_REQUEST_ERRORS = (
+    requests.exceptions.SSLError,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+)
 
 
 def backoff_delay(
@@ -166,10 +174,16 @@ class Transport:
                     headers=hdrs,
                     timeout=self.timeout,
                     verify=None if self._verify is True else self._verify,
+                    # A redirect is an answer to report, not to follow: following one
+                    # would re-send the bearer token and body to wherever it points.
+                    allow_redirects=False,
                 )
                 text = resp.text
         except requests.RequestException as exc:
-            raise NetworkError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
+            raise NetworkError(
+                f"{method} {url}: {exc.__class__.__name__}: {exc}",
+                retryable=not isinstance(exc, FINAL_REQUEST_ERRORS),
+            ) from exc
         latency = time.perf_counter() - started
         if resp.status_code == 304:
             return Reply(304, None, dict(resp.headers), latency)
@@ -196,9 +210,15 @@ class Transport:
         body: Any = None,
         headers: dict[str, str] | None = None,
         max_attempts: int | None = None,
+        stop_event: threading.Event | None = None,
     ) -> Reply:
-        """``attempt`` with retries and backoff; raises the last error when all fail."""
+        """``attempt`` with retries and backoff; raises the last error when all fail.
+
+        A wait between attempts ends early (raising the last error) when ``stop_event``
+        (default: the transport's) is set.
+        """
         attempts = max(1, max_attempts or self.max_retries)
+        stop = stop_event or self.stop_event
         started = time.perf_counter()
         for n in range(1, attempts + 1):
             try:
@@ -214,11 +234,11 @@ class Transport:
                     delay = min(max(delay, exc.retry_after), self.max_retry_delay)
                 err: ReporterError = exc
             except NetworkError as exc:
-                if n == attempts:
+                if not exc.retryable or n == attempts:
                     raise
                 delay = backoff_delay(n, self.initial_retry_delay, self.max_retry_delay, self._rng)
                 err = exc
             log.warning("attempt %d/%d failed (%s); retrying in %.2fs", n, attempts, err, delay)
-            if self.stop_event.wait(delay):
+            if stop.wait(delay):
                 raise err
         raise AssertionError("unreachable")

@@ -222,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key in ("node_id", "timestamp", "latency_ms", "packet_loss_rate", "jitter_ms"):
             if key not in hb:
                 return "ERR_VALIDATION"
+        if len(hb.get("results", [])) > 1000:  # SPEC §5: at most 1000 results
+            return "ERR_VALIDATION"
         for r in hb.get("results", []):
             if r.get("probe_id") not in ids:
                 return "ERR_PROBE_NOT_FOUND"

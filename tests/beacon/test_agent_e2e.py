@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from beacon.echo import UDPEcho
+from tests.beacon.fullqueue import FullQueue
 from tests.beacon.standin import StandInPulse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,3 +216,47 @@ def test_pulse_unreachable_at_start_runs_local_probes(tmp_path, targets):
         agent.proc.wait(10)
         agent.kill()
         pulse.stop()
+
+
+def test_stop_while_a_probe_waits_on_a_slow_connect(tmp_path, pulse):
+    """A 30 s connect to a full accept queue must not hold up ``beacon stop`` (≤ 10 s)."""
+    fq = FullQueue()
+    slow = {
+        "type": "TCP",
+        "target": "127.0.0.1",
+        "port": fq.port,
+        "count": 1,
+        "timeout_seconds": 30,
+    }
+    cfg = write_config(tmp_path / "beacon.yaml", pulse, [slow])
+    agent = Agent(cfg)
+    try:
+        wait_for(lambda: "Reporting to Pulse…" in agent.output(), 15, "first report")
+        time.sleep(1.0)  # the probe's first run started at once and now waits on its SYN
+        assert agent.proc.poll() is None
+        started = time.monotonic()
+        stopped = beacon("stop", "-c", str(cfg), timeout=30)
+        took = time.monotonic() - started
+        assert stopped.returncode == 0, stopped.stderr
+        assert took < 10 and agent.proc.wait(5) == 0
+        assert "Traceback" not in agent.output()
+    finally:
+        agent.kill()
+        fq.close()
+
+
+def test_sighup_reloads_and_a_second_start_is_refused(tmp_path, pulse, targets):
+    cfg = write_config(tmp_path / "beacon.yaml", pulse, [probe("TCP", targets["tcp"])])
+    agent = Agent(cfg)
+    try:
+        wait_for(lambda: "Reporting to Pulse…" in agent.output(), 15, "first report")
+        second = beacon("start", "-c", str(cfg), timeout=20)
+        assert second.returncode == 1 and "already running" in second.stderr
+        assert "Traceback" not in second.stderr
+        agent.proc.send_signal(signal.SIGHUP)  # file unchanged: reloaded all the same
+        wait_for(lambda: "config reloaded" in agent.output(), 10, "reload on SIGHUP")
+        assert agent.proc.poll() is None
+        agent.proc.send_signal(signal.SIGTERM)
+        assert agent.proc.wait(10) == 0
+    finally:
+        agent.kill()

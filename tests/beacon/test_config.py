@@ -190,3 +190,51 @@ def test_subprocess_missing_file_and_yaml_error(tmp_path):
         assert proc.returncode == 2
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
         assert proc.stderr.startswith(str(path))
+
+
+def _start(path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "beacon.cli", "start", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [
+        ("node_name: [1, 2]\n", "node_name: must be a string, got [1, 2]"),
+        ("region: {a: 1}\n", "region: must be a string, got {'a': 1}"),
+    ],
+)
+def test_subprocess_bad_node_name_or_region(tmp_path, extra, line):
+    path = write(tmp_path, f"pulse_server: http://127.0.0.1:9\nnode_id: n\ntoken: t\n{extra}")
+    proc = _start(path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"{path}: {line}"]
+
+
+def test_node_name_checked_with_other_problems(tmp_path):
+    path = write(tmp_path, "pulse_server: http://x\nnode_id: n\ntoken: t\nnode_name: [1]\nfoo: 1\n")
+    assert problems(path) == [
+        f"{path}: foo: unknown field",
+        f"{path}: node_name: must be a string, got [1]",
+    ]
+
+
+@pytest.mark.parametrize("state_dir", ["/proc/nope", "{file}"])
+def test_subprocess_unusable_state_dir(tmp_path, state_dir):
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    state_dir = state_dir.format(file=afile)
+    path = write(
+        tmp_path,
+        f"pulse_server: http://127.0.0.1:9\nnode_id: n\ntoken: t\nstate_dir: {state_dir}\n",
+    )
+    proc = _start(path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"{path}: state_dir: cannot create") and state_dir in line

@@ -147,3 +147,48 @@ def test_retries_5xx_three_attempts(setup, pulse):
     out = reporter.report(reporter.build([], [], "v"))
     assert out.spooled
     assert sum(1 for r in pulse.requests if r[1] == "/api/v1/beacon/heartbeat") == 3
+
+
+def _many_runs(n: int) -> list[RunResult]:
+    base = time.time() - n
+    return [run_of(TCP, [float(i % 97 + 1)], started=base + i) for i in range(n)]
+
+
+def test_more_than_1000_results_go_out_in_chunks(setup, pulse):
+    reporter, ids, spool = setup
+    learn(ids, pulse, TCP)
+    runs = _many_runs(2500)
+    out = reporter.report(reporter.build(runs, runs[-1:], "v"))
+    assert out.ok and out.delivered == 3 and out.accepted == 2500
+    assert spool.heartbeats == 0 and spool.rejected == 0
+    assert [len(hb["results"]) for hb in pulse.heartbeats] == [1000, 1000, 500]
+    summary = {
+        (hb["timestamp"], hb["latency_ms"], hb["packet_loss_rate"], hb["jitter_ms"])
+        for hb in pulse.heartbeats
+    }
+    assert len(summary) == 1  # same summary and timestamp in every chunk
+    assert [r["latency_ms"] for r in pulse.results()] == [float(i % 97 + 1) for i in range(2500)]
+
+
+def test_more_than_1000_results_spooled_in_chunks_then_delivered(setup, pulse):
+    reporter, ids, spool = setup
+    learn(ids, pulse, TCP)
+    pulse.stop()
+    out = reporter.report(reporter.build(_many_runs(1500), [], "v"))
+    assert out.spooled and spool.heartbeats == 2
+    assert sorted(len(r.heartbeat["results"]) for r in spool.peek()) == [500, 1000]
+    pulse.start()
+    out = reporter.report(reporter.build([], [], "v"))
+    assert out.ok and spool.heartbeats == 0 and spool.rejected == 0
+    assert len(pulse.results()) == 1500
+
+
+def test_413_on_single_endpoint_is_spooled_not_dropped(setup, pulse):
+    reporter, ids, spool = setup
+    learn(ids, pulse, TCP)
+    pulse.scripted.append((413, {}, {"code": "ERR_PAYLOAD_TOO_LARGE", "message": "x"}))
+    out = reporter.report(reporter.build([run_of(TCP, [4.0])], [], "v"))
+    assert not out.ok and out.spooled and out.rejected == 0
+    assert spool.heartbeats == 1 and spool.rejected == 0
+    out = reporter.report(reporter.build([], [], "v"))
+    assert out.ok and [r["latency_ms"] for r in pulse.results()] == [4.0]

@@ -198,11 +198,13 @@ def test_401_is_final_and_wrong_token(pulse):
 
 
 def test_network_error_retried():
-    client = HeartbeatClient(
-        server_url="http://127.0.0.1:9", app="a", profile="p", max_retries=2, **FAST
-    )
+    client = HeartbeatClient(server_url="http://127.0.0.1:9", app="a", profile="p", **FAST)
+    attempts = []
+    real = client._core.transport.attempt
+    client._core.transport.attempt = lambda *a, **k: attempts.append(a) or real(*a, **k)
     with pytest.raises(NetworkError):
         client.report_now()
+    assert len(attempts) == 3  # max_retries defaults to 3 attempts in all
     assert issubclass(NetworkError, ReporterError)
 
 

@@ -68,8 +68,17 @@ def test_half_written_tail_is_repaired(tmp_path):
 
 
 def test_append_is_fsynced(tmp_path, monkeypatch):
-    calls = []
+    """Each append fsyncs the segment file it wrote to (not just some other file)."""
+    synced: list[str] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
-    Spool(tmp_path).append(hb(1))
-    assert calls
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    spool = Spool(tmp_path)
+    monkeypatch.setattr(os, "fsync", fsync)
+    spool.append(hb(1))
+    spool.append(hb(2))
+    (seg,) = tmp_path.glob("seg-*.jsonl")
+    assert synced.count(str(seg.resolve())) == 2

@@ -1,10 +1,13 @@
+import errno
 import socket
+import threading
 import time
 
 import pytest
 
 from beacon.probes import ProbeSpec
-from beacon.probes.tcp import tcp_run
+from beacon.probes.tcp import classify, tcp_run
+from tests.beacon.fullqueue import FullQueue
 
 
 @pytest.fixture
@@ -39,35 +42,70 @@ def test_closed_port_refused():
     assert run.result()["latency_ms"] == 0.0
 
 
-def test_full_accept_queue_times_out():
-    """listen(0) and never accept: once the queue is full, SYNs go unanswered."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(0)
-    port = srv.getsockname()[1]
-    fillers = []
-    try:
-        # Fill the backlog; stop as soon as a connect does not complete.
-        for _ in range(8):
-            c = socket.socket()
-            c.settimeout(0.3)
-            try:
-                c.connect(("127.0.0.1", port))
-                fillers.append(c)
-            except TimeoutError:
-                c.close()
-                break
-        else:
-            pytest.fail("the accept queue never filled on this kernel")
-        started = time.monotonic()
-        run = tcp_run(ProbeSpec("TCP", "127.0.0.1", port, count=2, timeout_seconds=1), 0.0)
-        elapsed = time.monotonic() - started
-        assert run.stats.received == 0 and run.error == "ERR_CONNECTION_TIMEOUT"
-        assert 1.8 <= elapsed < 4
-    finally:
-        for c in fillers:
-            c.close()
-        srv.close()
+@pytest.fixture
+def full_queue():
+    fq = FullQueue()
+    yield fq.port
+    fq.close()
+
+
+def test_full_accept_queue_times_out(full_queue):
+    started = time.monotonic()
+    run = tcp_run(ProbeSpec("TCP", "127.0.0.1", full_queue, count=2, timeout_seconds=1), 0.0)
+    elapsed = time.monotonic() - started
+    assert run.stats.received == 0 and run.error == "ERR_CONNECTION_TIMEOUT"
+    assert run.stats.sent == 2
+    assert 1.8 <= elapsed < 4
+
+
+def test_stop_interrupts_a_slow_connect(full_queue):
+    """A connect waiting on an unanswered SYN notices ``stop`` within a slice (0.2 s)."""
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    run = tcp_run(ProbeSpec("TCP", "127.0.0.1", full_queue, count=1, timeout_seconds=30), 0, stop)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5, elapsed
+    assert run.samples == [None] and run.errors == ["ERR_CONNECTION_TIMEOUT"]
+
+
+def test_run_is_bounded_by_80_percent_of_interval(full_queue):
+    """interval 2 s → the run ends by 1.6 s: the second sample gets 0.6 s, no third one."""
+    spec = ProbeSpec("TCP", "127.0.0.1", full_queue, interval_seconds=2, count=5, timeout_seconds=1)
+    started = time.monotonic()
+    run = tcp_run(spec, 0.0)
+    elapsed = time.monotonic() - started
+    assert 1.5 <= elapsed < 2.0, elapsed
+    assert run.stats.sent == 2 and run.stats.received == 0  # only what was really sent
+    assert run.errors == ["ERR_CONNECTION_TIMEOUT"] * 2
+    assert run.result()["sent"] == 2 and run.result()["packet_loss_rate"] == 100.0
+
+
+def test_spaced_samples_past_the_deadline_are_not_sent(listener):
+    spec = ProbeSpec("TCP", "127.0.0.1", listener, interval_seconds=1, count=10, timeout_seconds=1)
+    run = tcp_run(spec, 0.3)  # slots at 0, 0.3, 0.6 fit in 0.8 s; 0.9 does not
+    assert run.stats.sent == 3 and run.stats.received == 3
+
+
+def test_rtt_measured_for_a_fast_connect(listener):
+    run = tcp_run(ProbeSpec("TCP", "127.0.0.1", listener, count=3, timeout_seconds=2), 0.0)
+    assert all(s is not None and 0 < s < 50 for s in run.samples)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), "ERR_NETWORK_UNREACHABLE"),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), "ERR_NETWORK_UNREACHABLE"),
+        (OSError(errno.ETIMEDOUT, "Connection timed out"), "ERR_CONNECTION_TIMEOUT"),
+        (OSError(errno.ECONNREFUSED, "Connection refused"), "ERR_CONNECTION_REFUSED"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), "ERR_CONNECTION_REFUSED"),
+        (TimeoutError(), "ERR_CONNECTION_TIMEOUT"),
+        (OSError(errno.EMFILE, "Too many open files"), "ERR_SOCKET"),
+    ],
+)
+def test_classify(exc, code):
+    assert classify(exc) == code
 
 
 def test_unresolvable_name():

@@ -1,12 +1,14 @@
+import errno
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
 from beacon.echo import UDPEcho
-from beacon.probes import ProbeSpec
-from beacon.probes.udp import HEADER, udp_run
+from beacon.probes import ProbeSpec, RunResult
+from beacon.probes.udp import HEADER, _exchange, udp_run
 
 Behaviour = Callable[[int, bytes], list[tuple[float, bytes]]]
 
@@ -140,3 +142,26 @@ def test_unresolvable_and_closed():
     s.close()
     run = udp_run(spec(port, 2, timeout=0.2), 0.01)
     assert run.stats.received == 0 and run.error == "ERR_CONNECTION_REFUSED"
+
+
+class _HostUnreachableOnRecv(socket.socket):
+    """Each datagram that comes in surfaces as EHOSTUNREACH (an ICMP error) instead."""
+
+    def recv(self, bufsize, flags=0):
+        super().recv(bufsize, flags)  # BlockingIOError when nothing is queued
+        raise OSError(errno.EHOSTUNREACH, "No route to host")
+
+
+def test_recv_error_is_classified_like_a_send_error():
+    echo = UDPEcho("127.0.0.1", 0).start()
+    try:
+        spec = ProbeSpec("UDP", "127.0.0.1", echo.port, count=2, timeout_seconds=0.3)
+        run = RunResult(spec=spec, started_at=time.time())
+        with _HostUnreachableOnRecv(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("127.0.0.1", echo.port))
+            sock.setblocking(False)
+            _exchange(sock, spec, run, 0.0, None)
+    finally:
+        echo.stop()
+    assert run.samples == [None, None]
+    assert run.errors == ["ERR_NETWORK_UNREACHABLE"] * 2  # not ERR_CONNECTION_TIMEOUT
