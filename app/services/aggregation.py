@@ -33,14 +33,17 @@ def minute_start_ms(ts_ms: int) -> int:
     return ts_ms - ts_ms % MINUTE_MS
 
 
-def mark_minutes_dirty(points: set[tuple[str, int]]) -> None:
-    """Mark the minutes of (probe_id, ts_ms) points as needing (re)aggregation."""
+def mark_minutes_dirty(points: set[tuple[str, int]], pipe=None) -> None:
+    """Mark the minutes of (probe_id, ts_ms) points as needing (re)aggregation.
+
+    With `pipe`, the mark is queued there (the flush sends it with its acknowledgement).
+    """
     if not points:
         return
     handle = get_redis()
     now_ms = int(time.time() * 1000)
     members = {f"{probe_id}:{minute_start_ms(ts)}": now_ms for probe_id, ts in points}
-    handle.client.zadd(agg_dirty_key(handle.prefix), members)
+    (pipe if pipe is not None else handle.client).zadd(agg_dirty_key(handle.prefix), members)
 
 
 def _aggregate_statement(probe_id: uuid.UUID, start: datetime):

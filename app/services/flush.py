@@ -189,14 +189,17 @@ class _Batches:
 
     def commit(self) -> None:
         report = self.report
+        # After the commit, one MULTI round trip: the aggregation marks and the ack.
+        pipe = self.client.pipeline()
         if self.rows:
             report.inserted += write_rows(self.rows, self.writer)
-            mark_minutes_dirty({(r.probe_id, r.ts_ms) for r in self.rows})
+            mark_minutes_dirty({(r.probe_id, r.ts_ms) for r in self.rows}, pipe)
         now_ms = int(time.time() * 1000)
         if self.ids:
             oldest_ms = min(int(i.split(b"-")[0]) for i in self.ids)
             report.max_lag_ms = max(report.max_lag_ms, now_ms - oldest_ms)
-        pending.acknowledge(self.client, self.prefix, self.ids, len(self.rows))
+        pending.queue_acknowledge(pipe, self.prefix, self.ids, len(self.rows))
+        pipe.execute()
         report.entries += len(self.ids)
         report.rows += len(self.rows)
         self.ids, self.rows = [], []

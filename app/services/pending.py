@@ -92,13 +92,17 @@ def read_new(client, prefix: str, consumer: str, count: int) -> list[tuple[bytes
 
 def acknowledge(client, prefix: str, entry_ids: list[bytes], points: int) -> None:
     """XACK + XDEL the entries and take their points off the pending count, atomically."""
+    pipe = client.pipeline()
+    queue_acknowledge(pipe, prefix, entry_ids, points)
+    pipe.execute()
+
+
+def queue_acknowledge(pipe, prefix: str, entry_ids: list[bytes], points: int) -> None:
     if not entry_ids:
         return
-    pipe = client.pipeline()
     pipe.xack(pending_stream(prefix), GROUP, *entry_ids)
     pipe.xdel(pending_stream(prefix), *entry_ids)
     pipe.decrby(pending_points_key(prefix), points)
-    pipe.execute()
 
 
 def queue_count(pipe, prefix: str, points: int) -> None:
