@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiToken, User
+from tests.support.api import assert_error
 
 LOGIN = "/api/v1/auth/login"
 
@@ -21,12 +22,6 @@ def login(client, email, password):
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
-
-def assert_error(response, status, code):
-    payload = response.get_json()
-    assert response.status_code == status, payload
-    assert payload["code"] == code, payload
-    return payload
 
 
 # -- login ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Node
+from tests.support.api import assert_error
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -38,17 +39,6 @@ def node(shared_client, shared_personas):
     assert response.status_code == 201
     return response.get_json()
 
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.data[:500]
-    assert response.mimetype == "application/json", response.data[:500]
-    assert b"<html" not in response.data.lower()
-    payload = response.get_json()
-    assert set(payload) == {"code", "message", "details"}, payload
-    assert payload["code"] == code, payload
-    assert isinstance(payload["message"], str) and payload["message"]
-    assert isinstance(payload["details"], dict)
-    return payload
 
 
 # -- 400 --------------------------------------------------------------------------------------

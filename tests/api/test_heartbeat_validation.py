@@ -14,6 +14,7 @@ import pytest
 
 from app.api.common import iso_utc
 from app.services.heartbeat_rules import MAX_FUTURE_MS, parse_timestamp
+from tests.support import api
 
 URL = "/api/v1/beacon/heartbeat"
 ANSWER_KEYS = {"status", "message", "timestamp", "accepted", "config_version",
@@ -46,11 +47,7 @@ def assert_ok(response, accepted: int | None = None) -> dict:
 
 
 def assert_error(response, code: str, status: int = 400) -> dict:
-    answer = response.get_json()
-    assert response.status_code == status, answer
-    assert set(answer) == {"code", "message", "details"}, answer
-    assert answer["code"] == code, answer
-    return answer
+    return api.assert_error(response, status, code)
 
 
 # --- metric ranges: −1 / edge / +1 -----------------------------------------------------------

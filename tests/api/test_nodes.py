@@ -15,6 +15,7 @@ from app.models import EnrollmentToken, Metric, Node, Probe
 from app.services.keys import node_seen_key
 from app.services.presence import mark_present
 from app.services.tokens import hash_token
+from tests.support.api import assert_error
 
 URL = "/api/v1/nodes"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -26,12 +27,6 @@ NODE_FIELDS = {"id", "name", "region", "labels", "hostname", "ip_address", "agen
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
-
-def assert_error(response, status, code):
-    payload = response.get_json()
-    assert response.status_code == status, payload
-    assert payload["code"] == code, payload
-    return payload
 
 
 def node_token_works(client, token) -> bool:

@@ -10,6 +10,7 @@ import pytest
 from app.extensions import db, get_redis
 from app.services.keys import node_state_key
 from app.services.probes import node_config_version
+from tests.support.api import assert_error
 
 URL = "/api/v1/probes"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -26,12 +27,6 @@ def created(response) -> dict:
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 
-
-def assert_error(response, status, code):
-    payload = response.get_json()
-    assert response.status_code == status, payload
-    assert payload["code"] == code, payload
-    assert set(payload) == {"code", "message", "details"}
 
 
 def test_create_returns_the_probe(client, operator, node):

@@ -12,6 +12,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Probe
+from tests.support.api import assert_error
 
 URL = "/api/v1/probes"
 
@@ -73,15 +74,6 @@ def body(node, **overrides):
 def create(client, persona, node, **overrides):
     return client.post(URL, json=body(node, **overrides), headers=persona.headers)
 
-
-def assert_error(response, status, code, field=None):
-    payload = response.get_json()
-    assert response.status_code == status, payload
-    assert set(payload) == {"code", "message", "details"}, payload
-    assert payload["code"] == code, payload
-    assert payload["message"]
-    if field is not None:
-        assert field in payload["details"]["fields"], payload
 
 
 @pytest.mark.parametrize(("field", "value", "ok"), BOUND_CASES)

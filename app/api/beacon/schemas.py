@@ -6,7 +6,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from app.api.probes.schemas import PROBE_ERROR_CODES, ProbeSettingsSchema
+from app.api.probes.schemas import PROBE_ERROR_CODES, ProbeRunSchema, ProbeSettingsSchema
 
 
 class RegisterSchema(ma.Schema):
@@ -20,15 +20,7 @@ class RegisteredSchema(ma.Schema):
     token = fields.String()
 
 
-class BeaconProbeSchema(ma.Schema):
-    id = fields.UUID()
-    type = fields.String()
-    target = fields.String()
-    port = fields.Integer()
-    interval_seconds = fields.Integer()
-    count = fields.Integer()
-    timeout_seconds = fields.Integer()
-    enabled = fields.Boolean()
+BeaconProbeSchema = ProbeRunSchema
 
 
 class BeaconConfigSchema(ma.Schema):

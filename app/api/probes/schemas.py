@@ -88,10 +88,10 @@ class ProbePatchSchema(ma.Schema):
     enabled = StrictBoolean()
 
 
-class ProbeSchema(ma.Schema):
+class ProbeRunSchema(ma.Schema):
+    """What a Beacon needs to run a probe (GET /api/v1/beacon/config)."""
+
     id = fields.UUID()
-    node_id = fields.UUID()
-    name = fields.String(allow_none=True)
     type = fields.String()
     target = fields.String()
     port = fields.Integer()
@@ -99,6 +99,11 @@ class ProbeSchema(ma.Schema):
     count = fields.Integer()
     timeout_seconds = fields.Integer()
     enabled = fields.Boolean()
+
+
+class ProbeSchema(ProbeRunSchema):
+    node_id = fields.UUID()
+    name = fields.String(allow_none=True)
     source = fields.String()
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
