@@ -65,6 +65,8 @@ class Config:
         # How long a pending entry read by a consumer may go unacknowledged before another
         # flush run takes it over (that consumer is presumed dead).
         self.PULSE_FLUSH_CLAIM_IDLE_SECONDS = _int(env, "PULSE_FLUSH_CLAIM_IDLE_SECONDS", 60, 1)
+        # Connections a flush run writes 100-row transactions through side by side.
+        self.PULSE_FLUSH_WRITERS = _int(env, "PULSE_FLUSH_WRITERS", 2, 1)
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
         # Embedded mode: run Celery task functions from an in-process scheduler thread.
         self.PULSE_EMBEDDED_SCHEDULER = env.get("PULSE_EMBEDDED_SCHEDULER", "1") != "0"
