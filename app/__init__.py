@@ -46,7 +46,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     register_blueprints(app, ext.api)
     register_error_handlers(app)
-
+    from app.api.beacon.fast_path import install as install_heartbeat_fast_path
     from app.services.rate_limit import init_rate_limit
     from app.services.scheduling import init_embedded_scheduler
     from app.telemetry import init_telemetry
@@ -54,6 +54,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     init_telemetry(app)
     init_rate_limit(app)
     init_embedded_scheduler(app)
+    install_heartbeat_fast_path(app)  # after the scheduler hook it calls
 
     from app.cli import register_cli
 

@@ -67,6 +67,8 @@ class Config:
         self.PULSE_FLUSH_CLAIM_IDLE_SECONDS = _int(env, "PULSE_FLUSH_CLAIM_IDLE_SECONDS", 60, 1)
         # Connections a flush run writes 100-row transactions through side by side.
         self.PULSE_FLUSH_WRITERS = _int(env, "PULSE_FLUSH_WRITERS", 2, 1)
+        # Accepted single heartbeats answered below Flask's dispatch (app/api/beacon/fast_path.py).
+        self.PULSE_HEARTBEAT_FAST_PATH = env.get("PULSE_HEARTBEAT_FAST_PATH", "1") != "0"
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
         # Embedded mode: run Celery task functions from an in-process scheduler thread.
         self.PULSE_EMBEDDED_SCHEDULER = env.get("PULSE_EMBEDDED_SCHEDULER", "1") != "0"

@@ -7,10 +7,12 @@ answered with that field's code, several with ERR_VALIDATION (app.api.errors).
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_RESULTS = 1000
 MAX_MS = 60000.0
 MAX_FUTURE_MS = 5 * 60 * 1000
@@ -160,6 +162,8 @@ def _probe_id(value, problems: Problems, prefix: str) -> str | None:
     if value is None:
         problems.add(prefix + "probe_id", "is required")
         return None
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value  # what str(uuid.UUID(value)) would give, without building one
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:

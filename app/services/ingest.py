@@ -26,6 +26,7 @@ from app.services.scheduling import request_early_flush
 from app.telemetry import HEARTBEATS
 
 EARLY_FLUSH_PENDING = 100
+_ACCEPTED = HEARTBEATS.labels(outcome="accepted")  # bound once: labels() is a lookup
 
 
 @dataclass
@@ -65,35 +66,65 @@ def judge(body, node_id: uuid.UUID, probe_ids: frozenset[str], now_ms: int,
     return valid, None
 
 
+class _Judge:
+    """Judges items against the node's state; before refusing a probe id it re-reads the
+    state from Redis once (the process cache may predate a probe created elsewhere)."""
+
+    def __init__(self, node_id: uuid.UUID, now_ms: int) -> None:
+        self.node_id, self.now_ms = node_id, now_ms
+        self.oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * 86400 * 1000
+        self.expected_version, self.probe_ids = node_state(node_id)
+        self._revalidated = False
+
+    def __call__(self, body) -> tuple[ValidHeartbeat | None, ApiError | None]:
+        valid, error = judge(body, self.node_id, self.probe_ids, self.now_ms, self.oldest_ms)
+        if error is not None and error.code == "ERR_PROBE_NOT_FOUND" and not self._revalidated:
+            self._revalidated = True
+            self.expected_version, self.probe_ids = node_state(self.node_id, fresh=True)
+            valid, error = judge(body, self.node_id, self.probe_ids, self.now_ms,
+                                 self.oldest_ms)
+        return valid, error
+
+
 def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None) -> IngestResult:
     """Judge every item; store the valid ones in one Redis round trip."""
     now = now or datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
-    oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * 86400 * 1000
-    expected_version, probe_ids = node_state(node_id)
-    revalidated = False
-    result = IngestResult(expected_version=expected_version)
+    judge_item = _Judge(node_id, now_ms)
+    result = IngestResult()
     valid_items: list[ValidHeartbeat] = []
     for body in items:
-        valid, error = judge(body, node_id, probe_ids, now_ms, oldest_ms)
-        if error is not None and error.code == "ERR_PROBE_NOT_FOUND" and not revalidated:
-            # The process cache may predate a probe created elsewhere: ask Redis once.
-            revalidated = True
-            expected_version, probe_ids = node_state(node_id, fresh=True)
-            result.expected_version = expected_version
-            valid, error = judge(body, node_id, probe_ids, now_ms, oldest_ms)
+        valid, error = judge_item(body)
         outcome = Outcome(error=error)
         if valid is not None:
             outcome.accepted = len(valid.results)
             valid_items.append(valid)
         result.outcomes.append(outcome)
         HEARTBEATS.labels(outcome="accepted" if error is None else error.code).inc()
+    result.expected_version = judge_item.expected_version
     if valid_items:
         _store(node_id, valid_items, now, now_ms)
         # Drift is judged on the newest heartbeat's declared version.
         newest = max(valid_items, key=lambda v: v.ts_ms)
-        result.drift_detected = newest.config_version != expected_version
+        result.drift_detected = newest.config_version != result.expected_version
     return result
+
+
+def ingest_if_valid(node_id: uuid.UUID, body) -> IngestResult | None:
+    """One heartbeat, for the hot path: stored and its result returned when it is valid;
+    None — nothing stored or counted — when it is not, so that the caller can hand it to
+    `ingest`, which reports why."""
+    now = datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
+    judge_item = _Judge(node_id, now_ms)
+    valid, error = judge_item(body)
+    if valid is None:
+        return None
+    _store(node_id, [valid], now, now_ms)
+    _ACCEPTED.inc()
+    return IngestResult(outcomes=[Outcome(accepted=len(valid.results))],
+                        expected_version=judge_item.expected_version,
+                        drift_detected=valid.config_version != judge_item.expected_version)
 
 
 MAX_METADATA_BYTES = 4096
@@ -112,7 +143,6 @@ def _bounded_metadata(metadata: dict) -> str:
 def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_ms: int) -> None:
     handle = get_redis()
     node = str(node_id)
-    pipe = handle.client.pipeline(transaction=False)
     summaries = [Point(NODE_SERIES, v.ts_ms, *v.summary) for v in items]
     points = [Point(*r) for v in items for r in v.results]
     newest = max(items, key=lambda v: v.ts_ms)
@@ -125,17 +155,15 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
         seen["metadata"] = _bounded_metadata(newest.metadata)
     write = node_write(handle.prefix, node, summaries + points, now_ms, present_at=now,
                        seen=seen)
-    write_reply = write.queue(pipe)
+    commands = [write.command()]
     if points:
-        pending.queue_append(pipe, handle.prefix, node, points)
-    count_reply = len(pipe)  # index of the INCRBY reply: the new pending point count
-    pending.queue_count(pipe, handle.prefix, len(points))
-    pipe.sadd(seen_dirty_key(handle.prefix), node)
+        commands.append(pending.append_command(handle.prefix, node, points))
+    count_reply = len(commands)  # the INCRBY's reply: the new pending point count
+    commands.append(pending.count_command(handle.prefix, len(points)))
+    commands.append(("SADD", seen_dirty_key(handle.prefix), node))
     # Whether an early flush is queued already rides along: in the steady state (it is)
     # that saves request_early_flush's own round trip; it still sets the flag with NX.
-    pipe.exists(flush_queued_key(handle.prefix))
-    replies = execute(handle.client, pipe, write, write_reply)
+    commands.append(("EXISTS", flush_queued_key(handle.prefix)))
+    replies = execute(handle.client, commands, write, 0)
     if replies[count_reply] >= EARLY_FLUSH_PENDING and not replies[-1]:
         request_early_flush()
-
-

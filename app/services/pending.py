@@ -51,8 +51,9 @@ def decode_entry(fields: dict) -> list[PendingRow]:
     return rows
 
 
-def queue_append(pipe, prefix: str, node_id: str, points: list[Point]) -> None:
-    pipe.xadd(pending_stream(prefix), {"n": node_id, "p": encode_points(points)})
+def append_command(prefix: str, node_id: str, points: list[Point]) -> tuple:
+    """XADD of one entry carrying these points (for redis_wire.round_trip)."""
+    return ("XADD", pending_stream(prefix), "*", "n", node_id, "p", encode_points(points))
 
 
 def consumer_name() -> str:
@@ -105,9 +106,9 @@ def queue_acknowledge(pipe, prefix: str, entry_ids: list[bytes], points: int) ->
     pipe.decrby(pending_points_key(prefix), points)
 
 
-def queue_count(pipe, prefix: str, points: int) -> None:
+def count_command(prefix: str, points: int) -> tuple:
     """Add to the pending point count (its new value is the reply)."""
-    pipe.incrby(pending_points_key(prefix), points)
+    return ("INCRBY", pending_points_key(prefix), points)
 
 
 def pending_points(client, prefix: str) -> int:

@@ -109,8 +109,7 @@ def init_embedded_scheduler(app: Flask) -> None:
         return
     lock = threading.Lock()
 
-    @app.before_request
-    def _ensure_scheduler():
+    def ensure_scheduler() -> None:
         if "pulse_scheduler" in app.extensions:
             return
         with lock:
@@ -119,6 +118,10 @@ def init_embedded_scheduler(app: Flask) -> None:
                 app.extensions["pulse_scheduler"] = scheduler
                 scheduler.start()
                 log.warning("embedded mode: flush/aggregate/prune run in-process")
+
+    app.before_request(ensure_scheduler)
+    # Requests served outside Flask's dispatch (the heartbeat fast path) call it too.
+    app.extensions["pulse_ensure_scheduler"] = ensure_scheduler
 
 
 def periodic_jobs() -> dict[str, tuple[float, Callable[[], object]]]:

@@ -1,0 +1,129 @@
+"""The heartbeat hot path, served below Flask's request dispatch.
+
+Every Beacon posts `POST /api/v1/beacon/heartbeat` once a minute, so this one request
+decides how many Beacons an API process carries. Flask's dispatch (request and app
+context objects, URL matching, hooks, flask-smorest's wrappers, the response object)
+costs as much CPU as the ingest itself. This WSGI middleware serves the request when it
+is well formed and accepted — the same services as the Flask view (token lookup, rate
+limit, node_id check, `ingest_if_valid`), the same answer, the same telemetry — and hands
+everything else, untouched, to the Flask view, which produces every error. So the
+fast path never answers anything but a 200 that the view would also have given, and it
+can be switched off (`PULSE_HEARTBEAT_FAST_PATH=0`) without changing a single answer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+from flask import Flask
+
+from app.api.common import iso_utc
+from app.services.errors import ApiError
+from app.services.heartbeat_rules import check_node_id
+from app.services.ingest import ingest_if_valid
+from app.services.node_cache import resolve_node_token
+from app.services.rate_limit import check_node_rate
+from app.telemetry import LATENCY, REQUESTS
+
+log = logging.getLogger(__name__)
+PATH = "/api/v1/beacon/heartbeat"
+# Set in the WSGI environ once the fast path has counted the request against the node's
+# rate limit, so the view does not count it a second time.
+RATE_COUNTED = "pulse.rate_limit_counted"
+
+
+class HeartbeatFastPath:
+    """WSGI middleware in front of the Flask app's own `wsgi_app`."""
+
+    def __init__(self, app: Flask, wsgi_app) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.max_body = int(app.config.get("MAX_CONTENT_LENGTH") or 0)
+        self._latency = LATENCY.labels(PATH)
+        self._ok = REQUESTS.labels("POST", PATH, "200")
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        body = self._read_body(environ)
+        answer = self._serve(environ, body) if body is not None else None
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        payload = json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(payload)))])
+        self._ok.inc()
+        self._latency.observe(time.perf_counter() - started)
+        return [payload]
+
+    def _read_body(self, environ) -> bytes | None:
+        """The JSON body, or None when the request is not a plain JSON POST within limits.
+        Whatever was read is put back for the view."""
+        content_type = environ.get("CONTENT_TYPE", "")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
+            return None
+        if environ.get("HTTP_TRANSFER_ENCODING"):
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if length <= 0 or (self.max_body and length > self.max_body):
+            return None
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        return body if len(body) == length else None
+
+    def _serve(self, environ, raw: bytes) -> dict | None:
+        """The view's answer when the heartbeat is accepted; None for the view to handle."""
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        with self.app.app_context():
+            ensure_scheduler = self.app.extensions.get("pulse_ensure_scheduler")
+            if ensure_scheduler is not None:
+                ensure_scheduler()
+            try:
+                return self._ingest(environ, raw, token)
+            except ApiError:
+                return None  # over the rate limit: the view answers 429 (nothing counted)
+            except Exception:
+                # Redis or the database unreachable, say: the view answers (503) and logs.
+                log.debug("heartbeat fast path gave up; the view answers", exc_info=True)
+                return None
+
+    def _ingest(self, environ, raw: bytes, token: str) -> dict | None:
+        node_id = resolve_node_token(token)
+        if node_id is None:
+            return None
+        check_node_rate(str(node_id))
+        environ[RATE_COUNTED] = True
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if check_node_id(body, node_id) is not None:
+            return None
+        result = ingest_if_valid(node_id, body)
+        if result is None:
+            return None
+        return heartbeat_answer(result)
+
+
+def heartbeat_answer(result) -> dict:
+    """The 200 answer of POST /heartbeat (HeartbeatAnswerSchema), shared with the view."""
+    return {"status": "success", "message": "Heartbeat received",
+            "timestamp": iso_utc(datetime.now(UTC)), "accepted": result.outcomes[0].accepted,
+            "config_version": result.expected_version,
+            "drift_detected": result.drift_detected}
+
+
+def install(app: Flask) -> None:
+    if app.config.get("PULSE_HEARTBEAT_FAST_PATH", True):
+        app.wsgi_app = HeartbeatFastPath(app, app.wsgi_app)
