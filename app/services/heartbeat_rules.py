@@ -179,6 +179,8 @@ def check_node_id(body, token_node_id: uuid.UUID) -> tuple[str, str] | None:
     """
     if not isinstance(body, dict) or body.get("node_id") is None:
         return None
+    if body["node_id"] == str(token_node_id):
+        return None  # the canonical form: no need to parse it
     try:
         claimed = uuid.UUID(str(body["node_id"]))
     except ValueError:

@@ -11,7 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
 
@@ -21,8 +21,7 @@ from app.services.live_cache import Point
 GROUP = "flushers"
 
 
-@dataclass(frozen=True, slots=True)
-class PendingRow:
+class PendingRow(NamedTuple):
     node_id: str
     probe_id: str
     ts_ms: int
