@@ -35,4 +35,5 @@ def post_worker_init(worker):
     # walked again by every full collection on the request path.
     import gc
 
+    gc.collect()  # what loading left behind is not frozen with the rest
     gc.freeze()

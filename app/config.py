@@ -11,6 +11,10 @@ class ConfigError(ValueError):
     """A setting has a value Pulse cannot run with."""
 
 
+# SQLAlchemy's default pool: 5 connections + 10 overflow, shared with the task's session.
+MAX_FLUSH_WRITERS = 8
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -67,6 +71,9 @@ class Config:
         self.PULSE_FLUSH_CLAIM_IDLE_SECONDS = _int(env, "PULSE_FLUSH_CLAIM_IDLE_SECONDS", 60, 1)
         # Connections a flush run writes 100-row transactions through side by side.
         self.PULSE_FLUSH_WRITERS = _int(env, "PULSE_FLUSH_WRITERS", 2, 1)
+        if self.PULSE_FLUSH_WRITERS > MAX_FLUSH_WRITERS:  # each holds a pooled connection
+            raise ConfigError(f"PULSE_FLUSH_WRITERS must be <= {MAX_FLUSH_WRITERS}, "
+                              f"got {self.PULSE_FLUSH_WRITERS}")
         # Accepted single heartbeats answered below Flask's dispatch (app/api/beacon/fast_path.py).
         self.PULSE_HEARTBEAT_FAST_PATH = env.get("PULSE_HEARTBEAT_FAST_PATH", "1") != "0"
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None

@@ -118,7 +118,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.TimeoutError)
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     def handle_backend_down(err: Exception):
-        # Nothing was accepted: the client retries (Beacons spool and deliver later).
+        # Not accepted (or not known to be): the client sends it again (Beacons spool and
+        # deliver later); a heartbeat stored twice this way is written once to the database.
         log.error("backend unavailable: %s", err)
         _rollback_quietly()
         return error_response(503, "ERR_UNAVAILABLE", "A backend is unavailable, retry later",

@@ -230,17 +230,29 @@ class WriterPool:
         self._on_committed(ids, rows, inserted)
 
     def _run(self, app) -> None:
-        with app.app_context():
-            writer = new_writer()
-            try:
-                while (batch := self._queue.get()) is not None:
-                    if self._error is not None:
-                        continue  # drain without writing: those entries stay pending
-                    try:
-                        self._write(writer, *batch)
-                    except BaseException as exc:  # re-raised by close() in the caller
-                        with self._lock:
-                            self._error = self._error or exc
-            finally:
+        # Whatever happens here, the thread keeps taking batches off the queue until the
+        # end marker, so that submit() and close() can never block on a dead writer.
+        writer = None
+        try:
+            with app.app_context():
+                writer = new_writer()
+                self._drain(writer)
+        except BaseException as exc:  # re-raised by close() in the caller
+            self._fail(exc)
+            self._drain(None)
+        finally:
+            if writer is not None:
                 writer.close()
 
+    def _drain(self, writer) -> None:
+        while (batch := self._queue.get()) is not None:
+            if writer is None or self._error is not None:
+                continue  # not written: those entries stay pending
+            try:
+                self._write(writer, *batch)
+            except BaseException as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self._error = self._error or exc

@@ -111,7 +111,7 @@ def validate_heartbeat(body, node_id: uuid.UUID, now_ms: int,
     if not isinstance(body, dict):
         problems.add("_schema", "heartbeat must be a JSON object")
         return None, problems
-    if "node_id" not in body:
+    if body.get("node_id") is None:
         problems.add("node_id", "is required")
     ts = body.get("timestamp")
     ts_ms = parse_timestamp(ts, now_ms, oldest_ms) if ts is not None else "is required"

@@ -8,6 +8,7 @@ fill the Redis node cache on a miss (node_cache).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from app.services.node_writes import execute, node_write
 from app.services.scheduling import request_early_flush
 from app.telemetry import HEARTBEATS
 
+log = logging.getLogger(__name__)
 EARLY_FLUSH_PENDING = 100
 _ACCEPTED = HEARTBEATS.labels(outcome="accepted")  # bound once: labels() is a lookup
 
@@ -166,4 +168,7 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
     commands.append(("EXISTS", flush_queued_key(handle.prefix)))
     replies = execute(handle.client, commands, write, 0)
     if replies[count_reply] >= EARLY_FLUSH_PENDING and not replies[-1]:
-        request_early_flush()
+        try:
+            request_early_flush()
+        except Exception:  # the points are stored; the periodic flush takes them anyway
+            log.warning("could not queue an early flush", exc_info=True)

@@ -86,8 +86,12 @@ def test_malformed_node_id_is_400_invalid_node_id(shared_client, shared_beacon, 
                  400, "ERR_INVALID_NODE_ID")
 
 
-def test_missing_node_id_is_400_invalid_node_id(client, node_headers, body):
-    del body["node_id"]
+@pytest.mark.parametrize("how", ["absent", "null"])
+def test_missing_node_id_is_400_invalid_node_id(client, node_headers, body, how):
+    if how == "absent":
+        del body["node_id"]
+    else:
+        body["node_id"] = None
     error = assert_error(client.post(URL, json=body, headers=node_headers),
                          400, "ERR_INVALID_NODE_ID")
     assert "node_id" in error["details"]["fields"]

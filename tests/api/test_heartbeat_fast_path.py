@@ -3,6 +3,7 @@ view answers: it serves accepted heartbeats itself and hands everything else to 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -47,7 +48,7 @@ def _cases(node, node_probes, other_node, other_probe, make_heartbeat):
             node["id"], now - timedelta(seconds=30), probe_id=node_probes[0]),
             "headers": token}),
         "no drift": ({"json": {**good, "config_version": None}, "headers": token}),
-        "content type with charset": ({"data": __import__("json").dumps(good),
+        "content type with charset": ({"data": json.dumps(good),
                                        "content_type": "application/json; charset=utf-8",
                                        "headers": token}),
         "missing token": ({"json": good}),
@@ -70,6 +71,9 @@ def _cases(node, node_probes, other_node, other_probe, make_heartbeat):
         "form body": ({"data": "a=1", "content_type": "application/x-www-form-urlencoded",
                        "headers": token}),
         "no content type": ({"data": b"{}", "headers": token}),
+        "node_id null": ({"json": {**good, "node_id": None}, "headers": token}),
+        "plus-signed length": ({"data": json.dumps(good), **raw, "environ_overrides": {
+            "CONTENT_LENGTH": f"+{len(json.dumps(good))}"}}),
     }
 
 
@@ -86,6 +90,7 @@ def test_every_answer_is_the_views_answer(app, client, node, node_headers, node_
     assert fast["accepted"][0] == 200 and fast["accepted"][1]["accepted"] == 3
     assert fast["single probe form"][1]["accepted"] == 1
     assert {fast[name][0] for name in cases} >= {200, 400, 401, 403, 415}
+    assert fast["plus-signed length"][0] == 400  # Werkzeug reads "+551" as no length
 
 
 def test_accepted_heartbeats_skip_the_view_and_errors_reach_it(app, client, node_headers,
@@ -169,3 +174,49 @@ def test_answers_agree_with_their_documented_schemas(client, node, node_headers,
     assert BatchAnswerSchema().dump(batch) == batch
     assert set(batch) == set(BatchAnswerSchema().fields)
     assert batch["rejected"][0]["index"] == 1
+
+
+def test_a_backend_outage_is_tried_once_then_503(app, client, node, node_headers, node_probes,
+                                                 make_heartbeat, monkeypatch):
+    import redis
+
+    from app.services import node_writes
+
+    body = make_heartbeat(node["id"], datetime.now(UTC), node_probes)
+    assert client.post(URL, json=body, headers=node_headers).status_code == 200  # warm
+    calls = []
+
+    def down(client_, commands):
+        calls.append(1)
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(node_writes, "round_trip", down)
+    response = client.post(URL, json=body, headers=node_headers)
+    assert_error(response, 503, "ERR_UNAVAILABLE")
+    assert response.headers["Retry-After"] == "5"
+    assert calls == [1]  # the view did not go through the outage a second time
+
+
+def test_a_failed_early_flush_request_does_not_store_the_heartbeat_twice(
+        app, client, node, node_headers, node_probes, make_heartbeat, monkeypatch):
+    import redis
+
+    from app.extensions import get_redis
+    from app.services import ingest as ingest_service
+    from app.services.keys import pending_points_key, pending_stream
+
+    with app.app_context():
+        handle = get_redis()
+        handle.client.set(pending_points_key(handle.prefix), 500)  # an early flush is due
+        before = handle.client.xlen(pending_stream(handle.prefix))
+
+    def broken():
+        raise redis.ConnectionError("blip")
+
+    monkeypatch.setattr(ingest_service, "request_early_flush", broken)
+    body = make_heartbeat(node["id"], datetime.now(UTC), node_probes)
+    response = client.post(URL, json=body, headers=node_headers)
+    assert response.status_code == 200 and response.get_json()["accepted"] == 3
+    with app.app_context():
+        assert handle.client.xlen(pending_stream(handle.prefix)) == before + 1
+        assert int(handle.client.get(pending_points_key(handle.prefix))) == 503

@@ -130,3 +130,19 @@ def test_a_deadlocked_batch_is_written_again(pg_app, monkeypatch, caplog):
     assert raw_count(pg_app) == 30
     assert pending_state(pg_app) == (0, 0)
     assert "deadlocked" in caplog.text
+
+
+@pytest.mark.timeout(60)
+def test_writers_that_cannot_start_fail_the_run_without_hanging(pg_app, monkeypatch):
+    pg_app.config["PULSE_FLUSH_WRITERS"] = 2
+    ctx = setup_node(pg_app, probe_count=3)
+    _ingest(pg_app, ctx, _heartbeats(ctx, 300))  # 10 batches: more than the queue holds
+
+    def no_connection():
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(flush_writers, "new_writer", no_connection)
+    with pg_app.app_context(), pytest.raises(OperationalError):
+        flush_pending()
+    assert raw_count(pg_app) == 0
+    assert pending_state(pg_app)[0] == 300  # nothing acknowledged

@@ -1,5 +1,5 @@
-"""redis_wire.round_trip on a real Redis: replies in order, error replies in place, one
-held connection per thread and pool, recovery after a Redis restart, fork safety."""
+"""redis_wire.round_trip on a real Redis: replies in order, error replies in place,
+connections reused without leaking, recovery after a Redis restart, fork safety."""
 
 from __future__ import annotations
 
@@ -38,23 +38,45 @@ def test_replies_in_order_with_error_replies_in_place(client):
     assert redis_wire.round_trip(client, [("PING",)]) == [b"PONG"]
 
 
-def test_one_held_connection_per_thread(client):
+def test_a_connection_is_reused_and_not_taken_from_the_pool(client):
     redis_wire.round_trip(client, [("PING",)])
-    mine = redis_wire._connection(client.connection_pool)
-    assert redis_wire._connection(client.connection_pool) is mine
-    other = []
-    thread = threading.Thread(
-        target=lambda: other.append(redis_wire._connection(client.connection_pool)))
-    thread.start()
-    thread.join()
-    assert other[0] is not mine
+    idle = redis_wire._idle_list(client.connection_pool)
+    assert len(idle) == 1
+    first = idle[0]
+    redis_wire.round_trip(client, [("PING",)])
+    assert idle == [first]
+    assert not client.connection_pool._in_use_connections
 
 
-def test_a_forked_child_does_not_use_the_parents_connection(client, monkeypatch):
-    parent = redis_wire._connection(client.connection_pool)
+def test_short_lived_threads_do_not_exhaust_connections(client):
+    """flask run starts a thread per connection: 150 of them must not use up the pool
+    (100 connections) or keep 150 sockets open."""
+    errors = []
+    open_before = len(client.client_list())
+
+    def one_request():
+        try:
+            redis_wire.round_trip(client, [("INCRBY", "wire:n", 1)])
+        except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+            errors.append(exc)
+
+    for _ in range(150):
+        thread = threading.Thread(target=one_request)
+        thread.start()
+        thread.join()
+    assert errors == []
+    assert int(client.get("wire:n")) == 150
+    assert client.ping()
+    assert len(redis_wire._idle_list(client.connection_pool)) <= redis_wire.MAX_IDLE
+    assert len(client.client_list()) <= open_before + redis_wire.MAX_IDLE
+
+
+def test_a_forked_child_does_not_use_the_parents_connections(client, monkeypatch):
+    redis_wire.round_trip(client, [("PING",)])
+    parents = list(redis_wire._idle_list(client.connection_pool))
+    assert parents
     monkeypatch.setattr(redis_wire.os, "getpid", lambda: -1)
-    monkeypatch.setattr(client.connection_pool, "_checkpid", lambda: None)
-    assert redis_wire._connection(client.connection_pool) is not parent
+    assert redis_wire._idle_list(client.connection_pool) == []
 
 
 def test_recovers_after_a_redis_restart(client, redis_server):

@@ -19,7 +19,10 @@ import logging
 import time
 from datetime import UTC, datetime
 
+import redis
+import sqlalchemy.exc
 from flask import Flask
+from werkzeug.wsgi import get_content_length
 
 from app.api.common import iso_utc
 from app.services.errors import ApiError
@@ -34,6 +37,9 @@ PATH = "/api/v1/beacon/heartbeat"
 # Set in the WSGI environ once the fast path has counted the request against the node's
 # rate limit, so the view does not count it a second time.
 RATE_COUNTED = "pulse.rate_limit_counted"
+# Set when the fast path found Redis or the database down; the view raises it again.
+BACKEND_DOWN = "pulse.backend_down"
+BACKEND_ERRORS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.OperationalError)
 
 
 class HeartbeatFastPath:
@@ -50,8 +56,15 @@ class HeartbeatFastPath:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
-        body = self._read_body(environ)
-        answer = self._serve(environ, body) if body is not None else None
+        answer = None
+        try:
+            answer = self._serve(environ)
+        except BACKEND_ERRORS as exc:
+            # Redis or the database is down: the view answers at once with its 503 instead
+            # of going through the same timeouts and retries a second time.
+            environ[BACKEND_DOWN] = exc
+        except Exception:
+            log.exception("heartbeat fast path failed; the view answers")
         if answer is None:
             return self.wsgi_app(environ, start_response)
         payload = json.dumps(answer, separators=(",", ":")).encode() + b"\n"
@@ -61,26 +74,9 @@ class HeartbeatFastPath:
         self._latency.observe(time.perf_counter() - started)
         return [payload]
 
-    def _read_body(self, environ) -> bytes | None:
-        """The JSON body, or None when the request is not a plain JSON POST within limits.
-        Whatever was read is put back for the view."""
-        content_type = environ.get("CONTENT_TYPE", "")
-        if content_type.partition(";")[0].strip().lower() != "application/json":
-            return None
-        if environ.get("HTTP_TRANSFER_ENCODING"):
-            return None
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        if length <= 0 or (self.max_body and length > self.max_body):
-            return None
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = io.BytesIO(body)
-        return body if len(body) == length else None
-
-    def _serve(self, environ, raw: bytes) -> dict | None:
-        """The view's answer when the heartbeat is accepted; None for the view to handle."""
+    def _serve(self, environ) -> dict | None:
+        """The view's answer when the heartbeat is accepted; None for the view to handle.
+        The steps run in the view's order: token, rate limit, body, node_id, content."""
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -89,31 +85,44 @@ class HeartbeatFastPath:
             ensure_scheduler = self.app.extensions.get("pulse_ensure_scheduler")
             if ensure_scheduler is not None:
                 ensure_scheduler()
+            node_id = resolve_node_token(token)
+            if node_id is None:
+                return None  # 401 from the view, which does not read the body either
             try:
-                return self._ingest(environ, raw, token)
+                check_node_rate(str(node_id))
             except ApiError:
-                return None  # over the rate limit: the view answers 429 (nothing counted)
-            except Exception:
-                # Redis or the database unreachable, say: the view answers (503) and logs.
-                log.debug("heartbeat fast path gave up; the view answers", exc_info=True)
+                return None  # over the limit: the view answers 429 (nothing was counted)
+            environ[RATE_COUNTED] = True
+            raw = self._read_body(environ)
+            if raw is None:
                 return None
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                return None
+            if check_node_id(body, node_id) is not None:
+                return None
+            result = ingest_if_valid(node_id, body)
+            return heartbeat_answer(result) if result is not None else None
 
-    def _ingest(self, environ, raw: bytes, token: str) -> dict | None:
-        node_id = resolve_node_token(token)
-        if node_id is None:
+    def _read_body(self, environ) -> bytes | None:
+        """The JSON body, or None when the request is not a plain JSON POST within limits.
+        Whatever was read is put back for the view."""
+        content_type = environ.get("CONTENT_TYPE", "")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
             return None
-        check_node_rate(str(node_id))
-        environ[RATE_COUNTED] = True
+        if environ.get("HTTP_TRANSFER_ENCODING"):
+            return None
+        length = get_content_length(environ)  # parsed exactly as the view parses it
+        if not length or (self.max_body and length > self.max_body):
+            return None
+        stream = environ["wsgi.input"]
+        body = b""
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if check_node_id(body, node_id) is not None:
-            return None
-        result = ingest_if_valid(node_id, body)
-        if result is None:
-            return None
-        return heartbeat_answer(result)
+            body = stream.read(length)
+        finally:
+            environ["wsgi.input"] = io.BytesIO(body)
+        return body if len(body) == length else None
 
 
 def heartbeat_answer(result) -> dict:

@@ -12,7 +12,7 @@ import uuid
 from flask import jsonify, make_response, request
 from flask.views import MethodView
 
-from app.api.beacon.fast_path import RATE_COUNTED, heartbeat_answer
+from app.api.beacon.fast_path import BACKEND_DOWN, RATE_COUNTED, heartbeat_answer
 from app.api.beacon.schemas import (
     BatchAnswerSchema,
     BeaconConfigSchema,
@@ -118,6 +118,9 @@ def heartbeat():
     Accepted heartbeats are usually answered by the fast path (fast_path.py) before this
     view runs; this view answers the rest, errors included.
     """
+    backend_down = request.environ.get(BACKEND_DOWN)
+    if backend_down is not None:
+        raise backend_down  # found by the fast path a moment ago: 503 at once
     node_id = authenticated_node()
     if not request.environ.get(RATE_COUNTED):
         check_node_rate(str(node_id))
