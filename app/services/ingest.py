@@ -157,7 +157,7 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
         seen["metadata"] = _bounded_metadata(newest.metadata)
     write = node_write(handle.prefix, node, summaries + points, now_ms, present_at=now,
                        seen=seen)
-    commands = [write.command()]
+    commands = write.commands
     if points:
         commands.append(pending.append_command(handle.prefix, node, points))
     count_reply = len(commands)  # the INCRBY's reply: the new pending point count
@@ -166,7 +166,7 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
     # Whether an early flush is queued already rides along: in the steady state (it is)
     # that saves request_early_flush's own round trip; it still sets the flag with NX.
     commands.append(("EXISTS", flush_queued_key(handle.prefix)))
-    replies = execute(handle.client, commands, write, 0)
+    replies = execute(handle.client, commands)
     if replies[count_reply] >= EARLY_FLUSH_PENDING and not replies[-1]:
         try:
             request_early_flush()
