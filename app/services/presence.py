@@ -20,7 +20,7 @@ def _day(ts: datetime) -> str:
 def mark_present(pipe, prefix: str, node_id: str, at: datetime) -> None:
     """Set the bit of `at`'s minute in the node's day bitmap (queued on a pipeline).
 
-    Ingest sets the same bit inside node_writes' script; this is for seeding presence
+    Ingest sets the same bit in its own round trip (node_writes); this is for seeding presence
     outside a heartbeat (tests, imports)."""
     minute = at.hour * 60 + at.minute
     key = presence_key(prefix, node_id, _day(at))
