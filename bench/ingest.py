@@ -33,6 +33,7 @@ import loadgen
 from pulse_stack import (
     Gunicorn,
     create_node_via_api,
+    create_nodes_via_api,
     free_port,
     heartbeat,
     median,
@@ -43,6 +44,7 @@ from pulse_stack import (
 )
 
 SINGLE_POOL = 60
+FRESH_PER_NODE = 100
 BATCH_POOL = 8
 RATIO_TARGET = 0.6
 P99_TARGET_MS = 50.0
@@ -54,6 +56,7 @@ def compact(obj) -> bytes:
 
 
 def build_pools(workdir: Path, single, batch, batch_size: int) -> dict[str, Path]:
+    """The --resend pools: 60 single heartbeats of one node, cycled; and the batches."""
     now_ms = int(time.time() * 1000)
     newest = now_ms - 120_000  # 2 minutes ago: inside the live hour for the whole run
     bare = [("", compact(heartbeat(single.node_id, single.probe_ids, newest - i * 50_000, i)))
@@ -71,6 +74,21 @@ def build_pools(workdir: Path, single, batch, batch_size: int) -> dict[str, Path
         paths[name] = workdir / f"pool-{name}.txt"
         loadgen.write_pool(paths[name], items)
     return paths
+
+
+def write_fresh_pool(path: Path, nodes) -> Path:
+    """Single heartbeats no earlier request carried: FRESH_PER_NODE per node, 30 s apart
+    and ending one minute ago (inside the live hour; ≤ 128 per series keeps listpack),
+    interleaved across the nodes as many Beacons would send them. Built just before its
+    run, so every point is a new live-cache member and a new row, as in production."""
+    newest = int(time.time() * 1000) - 60_000
+    items = []
+    for j in range(FRESH_PER_NODE):
+        for n, node in enumerate(nodes):
+            body = heartbeat(node.node_id, node.probe_ids, newest - j * 30_000, j * 7 + n)
+            items.append((node.token, compact(body)))
+    loadgen.write_pool(path, items)
+    return path
 
 
 def accepted_items(base_url: str) -> float:
@@ -120,13 +138,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="wrk threads / Python processes (default 1 / 2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--fresh-nodes", type=int, default=160,
+                        help="nodes per single-heartbeat run, each sending FRESH_PER_NODE new "
+                             "heartbeats (the default load)")
+    parser.add_argument("--resend", action="store_true",
+                        help="the earlier load instead: one node's 60 heartbeats cycled, so "
+                             "most requests re-send a point Redis already holds")
+    parser.add_argument("--rate-limit", default="0",
+                        help="PULSE_NODE_RATE_LIMIT for Pulse (default 0 = off; e.g. "
+                             "1000000/minute to measure the limit's own cost)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     client = args.client if args.client != "auto" else ("wrk" if loadgen.have_wrk() else "python")
     threads = args.threads or (1 if client == "wrk" else 2)
     connections = [int(c) for c in args.connections.split(",")]
     started = time.monotonic()
+    load = ("one node re-sending 60 bodies" if args.resend
+            else f"fresh points, {args.fresh_nodes} nodes a run")
     print(f"client: {describe_client(client, threads)}; gunicorn -w {args.workers}; "
+          f"PULSE_NODE_RATE_LIMIT={args.rate_limit}; load: {load}; "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; "
           f"Python {platform.python_version()}", flush=True)
 
@@ -136,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         migrate_and_create_admin(servers)
         prom_dir = workdir / "prometheus"
         pulse = Gunicorn("wsgi:app", free_port(), servers.env(
-            PROMETHEUS_MULTIPROC_DIR=str(prom_dir)), args.workers, workdir / "pulse.log")
+            PROMETHEUS_MULTIPROC_DIR=str(prom_dir), PULSE_NODE_RATE_LIMIT=args.rate_limit),
+            args.workers, workdir / "pulse.log")
         bare = Gunicorn("bench.bare_app:app", free_port(), servers.env(), args.workers,
                         workdir / "bare.log")
         try:
@@ -145,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             single = create_node_via_api(pulse.base_url, "bench-single")
             batch = create_node_via_api(pulse.base_url, "bench-batch")
             pools = build_pools(workdir, single, batch, args.batch_size)
-            results = measure(args, client, threads, connections, pulse, bare, pools,
+            pool_for = fresh_pools(args, connections, pulse.base_url, workdir, pools)
+            results = measure(args, client, threads, connections, pulse, bare, pool_for,
                               servers.redis_url)
         finally:
             pulse.stop()
@@ -157,7 +189,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(args, client, threads, connections, pulse, bare, pools, redis_url) -> dict:
+def fresh_pools(args, connections, base_url: str, workdir: Path, pools: dict[str, Path]):
+    """pool_for(kind): the body pool of the next run of that kind. Unless --resend, every
+    single-heartbeat run gets nodes of its own and points nobody sent before."""
+    if args.resend:
+        return pools.__getitem__
+    single_runs = args.rounds * (len(connections) + (args.batch_connections not in connections))
+    started = time.monotonic()
+    warm = create_nodes_via_api(base_url, "bench-warm", 30)
+    groups = [warm] + [create_nodes_via_api(base_url, f"bench-run{k}", args.fresh_nodes)
+                       for k in range(single_runs)]
+    print(f"{sum(len(g) for g in groups)} nodes × 3 probes created in "
+          f"{time.monotonic() - started:.0f} s", flush=True)
+    used = iter(range(len(groups)))
+
+    def pool_for(kind: str) -> Path:
+        if kind != "single":
+            return pools[kind]
+        k = next(used)
+        return write_fresh_pool(workdir / f"pool-fresh-{k}.txt", groups[k])
+
+    return pool_for
+
+
+def measure(args, client, threads, connections, pulse, bare, pool_for, redis_url) -> dict:
     urls = {"bare": bare.base_url + "/echo",
             "single": pulse.base_url + "/api/v1/beacon/heartbeat",
             "batch": pulse.base_url + "/api/v1/beacon/heartbeats"}
@@ -167,8 +222,9 @@ def measure(args, client, threads, connections, pulse, bare, pools, redis_url) -
         trim_pending(redis_url)
         before = accepted_items(pulse.base_url) if kind != "bare" else 0.0
         server = bare if kind == "bare" else pulse
+        pool = pool_for(kind)
         cpu0, redis0 = server.cpu_seconds(), redis_cpu_seconds(redis_url)
-        result = loadgen.run(urls[kind], pools[kind], conns, duration, args.max_requests,
+        result = loadgen.run(urls[kind], pool, conns, duration, args.max_requests,
                              client, threads)
         cpu_us = (server.cpu_seconds() - cpu0) / max(1, result.requests) * 1e6
         redis_us = (redis_cpu_seconds(redis_url) - redis0) / max(1, result.requests) * 1e6
@@ -201,6 +257,7 @@ def measure(args, client, threads, connections, pulse, bare, pools, redis_url) -
             runs.append(one("single", batch_conns, args.duration))
         runs.append(one("batch", batch_conns, args.duration))
     return {"client": client, "threads": threads, "workers": args.workers,
+            "load": "resend" if args.resend else f"fresh, {args.fresh_nodes} nodes a run",
             "duration": args.duration, "rounds": args.rounds, "batch_size": args.batch_size,
             "batch_connections": batch_conns, "runs": runs}
 

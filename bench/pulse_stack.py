@@ -197,13 +197,19 @@ class BenchNode:
     probe_ids: list[str]
 
 
-def create_node_via_api(base_url: str, name: str, probes: int = 3) -> BenchNode:
-    """Login as the admin, create a node and `probes` TCP probes through the HTTP API."""
+def login(base_url: str) -> str:
+    """The admin's bearer token."""
     status, answer = http_json("POST", base_url + "/api/v1/auth/login",
                                {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     if status != 200:
         raise RuntimeError(f"login failed: {status} {answer}")
-    bearer = answer["access_token"]
+    return answer["access_token"]
+
+
+def create_node_via_api(base_url: str, name: str, probes: int = 3,
+                        bearer: str | None = None) -> BenchNode:
+    """Create a node and `probes` TCP probes through the HTTP API (as the admin)."""
+    bearer = bearer or login(base_url)
     status, node = http_json("POST", base_url + "/api/v1/nodes", {"name": name}, bearer)
     if status != 201:
         raise RuntimeError(f"node create failed: {status} {node}")
@@ -216,6 +222,17 @@ def create_node_via_api(base_url: str, name: str, probes: int = 3) -> BenchNode:
             raise RuntimeError(f"probe create failed: {status} {probe}")
         probe_ids.append(probe["id"])
     return BenchNode(node["id"], node["token"], probe_ids)
+
+
+def create_nodes_via_api(base_url: str, prefix: str, count: int, probes: int = 3,
+                         parallel: int = 8) -> list[BenchNode]:
+    """`count` nodes with `probes` probes each, created `parallel` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bearer = login(base_url)
+    with ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(lambda i: create_node_via_api(base_url, f"{prefix}-{i}", probes,
+                                                           bearer), range(count)))
 
 
 def median(values: Sequence[float]) -> float:

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from flask import current_app
 
 from app.extensions import get_redis
-from app.services import pending
+from app.services import node_cache, pending
 from app.services.errors import ApiError
 from app.services.heartbeat_rules import CODES, ValidHeartbeat, validate_heartbeat
-from app.services.keys import flush_queued_key, seen_dirty_key
+from app.services.keys import flush_queued_key, node_epoch_key, seen_dirty_key
 from app.services.live_cache import NODE_SERIES, Point
 from app.services.node_cache import node_state
 from app.services.node_writes import execute, node_write
@@ -166,8 +166,13 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
     # Whether an early flush is queued already rides along: in the steady state (it is)
     # that saves request_early_flush's own round trip; it still sets the flag with NX.
     commands.append(("EXISTS", flush_queued_key(handle.prefix)))
+    # Keeps this process's reading of the node epoch fresh, so its in-memory node cache
+    # needs no round trip of its own (node_cache).
+    commands.append(("GET", node_epoch_key(handle.prefix)))
+    started = node_cache.epoch_clock()
     replies = execute(handle.client, commands)
-    if replies[count_reply] >= EARLY_FLUSH_PENDING and not replies[-1]:
+    node_cache.observe_epoch(replies[-1], read_at=started)
+    if replies[count_reply] >= EARLY_FLUSH_PENDING and not replies[-2]:
         try:
             request_early_flush()
         except Exception:  # the points are stored; the periodic flush takes them anyway

@@ -12,6 +12,12 @@ def node_auth_key(prefix: str, token_hash: str) -> str:
     return f"{prefix}:nodeauth:{token_hash}"
 
 
+def node_epoch_key(prefix: str) -> str:
+    """Set to a fresh random value by every change to any node, token or probe set: what
+    each API process's in-memory node cache is checked against (node_cache)."""
+    return f"{prefix}:nodes:epoch"
+
+
 def node_state_key(prefix: str, node_id: str) -> str:
     return f"{prefix}:node:{{{node_id}}}:state"
 

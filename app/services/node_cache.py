@@ -11,10 +11,17 @@ these keys, so a change is seen everywhere at once:
   probes bumps the generation (events.config_changed), so a state computed from rows read
   before the change is never served after it.
 
-In front of Redis, each process keeps what it resolved for LOCAL_TTL_SECONDS (SPEC §2: an
-in-process cache lives at most 5 s), dropped at once in the process that makes a change.
-Ingest revalidates against Redis before it rejects a probe id, so a probe created in
-another process is never refused because of this cache.
+In front of Redis, each process keeps what it resolved in memory, invalidated through Redis
+(SPEC §2): every change also sets the node epoch key to a new random value
+(events.config_changed, forget_token), and an entry is used only while the epoch this
+process last read equals the one the entry was resolved under, and that read is at most
+EPOCH_TRUST_SECONDS old. The read rides along in every ingest round trip (and in every
+lookup here), so a busy process re-reads nothing per heartbeat, a Beacon reporting once a
+minute costs one round trip and not three, and a revoked token or a changed probe set is
+refused everywhere within EPOCH_TRUST_SECONDS. An idle process's stale read makes every
+entry a miss until the next lookup reads the epoch again. Entries also expire after
+LOCAL_MAX_AGE_SECONDS. Ingest revalidates against Redis before it rejects a probe id, so a
+probe created in another process is never refused because of this cache.
 """
 
 from __future__ import annotations
@@ -27,8 +34,14 @@ from sqlalchemy import select
 
 from app.extensions import db, get_redis
 from app.models import Node, Probe
-from app.services.keys import node_auth_key, node_generation_key, node_state_key
+from app.services.keys import (
+    node_auth_key,
+    node_epoch_key,
+    node_generation_key,
+    node_state_key,
+)
 from app.services.probes import config_version_of
+from app.services.redis_wire import raise_error_replies, round_trip
 from app.services.tokens import hash_token, hashes_match
 
 AUTH_TTL_SECONDS = 300
@@ -36,22 +49,43 @@ NEGATIVE_TTL_SECONDS = 5
 TOMBSTONE_TTL_SECONDS = 86400
 STATE_TTL_SECONDS = 300
 _UNKNOWN = b"-"
-LOCAL_TTL_SECONDS = 2.0
+EPOCH_TRUST_SECONDS = 2.0  # SPEC §2: a change applies everywhere within 5 s
+LOCAL_MAX_AGE_SECONDS = 300.0
 _LOCAL_MAX = 50_000
-_local: dict[tuple, tuple[float, object]] = {}
+# (app, kind, id) -> (expires at, node epoch it was resolved under, value)
+_local: dict[tuple, tuple[float, bytes | None, object]] = {}
+# app -> (node epoch last read from Redis, monotonic time of that read)
+_epoch_seen: dict[int, tuple[bytes | None, float]] = {}
+epoch_clock = time.monotonic  # the clock of those reads and of entry ages (tests move it)
+
+
+def observe_epoch(epoch: bytes | None, read_at: float | None = None) -> None:
+    """Record the node epoch just read from Redis (None: the key is absent)."""
+    _epoch_seen[_app_key()] = (epoch, epoch_clock() if read_at is None else read_at)
+
+
+def _trusted_epoch(app_key: int, now: float) -> tuple[bool, bytes | None]:
+    seen = _epoch_seen.get(app_key)
+    if seen is None or now - seen[1] > EPOCH_TRUST_SECONDS:
+        return False, None
+    return True, seen[0]
 
 
 def _local_get(key: tuple):
     hit = _local.get(key)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
+    if hit is None:
+        return None
+    now = epoch_clock()
+    trusted, epoch = _trusted_epoch(key[0], now)
+    if trusted and hit[1] == epoch and hit[0] > now:
+        return hit[2]
     return None
 
 
-def _local_put(key: tuple, value) -> None:
+def _local_put(key: tuple, value, epoch: bytes | None) -> None:
     if len(_local) >= _LOCAL_MAX:
         _local.clear()
-    _local[key] = (time.monotonic() + LOCAL_TTL_SECONDS, value)
+    _local[key] = (epoch_clock() + LOCAL_MAX_AGE_SECONDS, epoch, value)
 
 
 def _app_key() -> int:
@@ -73,64 +107,76 @@ def resolve_node_token(token: str) -> uuid.UUID | None:
     local_key = (_app_key(), "token", token_hash)
     node_id = _local_get(local_key)
     if node_id is None:
-        node_id = _resolve_node_token(token, token_hash)
+        node_id, epoch = _resolve_node_token(token, token_hash)
         if node_id is not None:
-            _local_put(local_key, node_id)
+            _local_put(local_key, node_id, epoch)
     return node_id
 
 
-def _resolve_node_token(token: str, token_hash: str) -> uuid.UUID | None:
+def _read_with_epoch(handle, commands: list) -> tuple[bytes | None, list]:
+    """The node epoch, read first, and the replies of `commands`, in one round trip."""
+    started = epoch_clock()
+    epoch, *replies = raise_error_replies(
+        round_trip(handle.client, [("GET", node_epoch_key(handle.prefix)), *commands]))
+    observe_epoch(epoch, read_at=started)
+    return epoch, replies
+
+
+def _resolve_node_token(token: str, token_hash: str) -> tuple[uuid.UUID | None, bytes | None]:
     handle = get_redis()
     key = node_auth_key(handle.prefix, token_hash)
-    cached = handle.client.get(key)
+    epoch, (cached,) = _read_with_epoch(handle, [("GET", key)])
     if cached == _UNKNOWN:
-        return None
+        return None, epoch
     if cached:
-        return uuid.UUID(cached.decode())
+        return uuid.UUID(cached.decode()), epoch
     node = db.session.scalar(select(Node).where(Node.token_hash == token_hash))
     if node is None or not hashes_match(node.token_hash, token):
         # A short negative entry keeps a token-guessing flood off PostgreSQL.
         handle.client.set(key, _UNKNOWN, ex=NEGATIVE_TTL_SECONDS, nx=True)
-        return None
+        return None, epoch
     handle.client.set(key, str(node.id), ex=AUTH_TTL_SECONDS, nx=True)
-    return node.id
+    return node.id, epoch
 
 
 def forget_token(token_hash: str) -> None:
-    """The token is no longer valid: tombstone it so no in-flight lookup re-caches it."""
+    """The token is no longer valid: tombstone it so no in-flight lookup re-caches it, then
+    a new node epoch so no process keeps it in memory."""
     handle = get_redis()
-    handle.client.set(node_auth_key(handle.prefix, token_hash), _UNKNOWN,
-                      ex=TOMBSTONE_TTL_SECONDS)
+    pipe = handle.client.pipeline(transaction=False)
+    pipe.set(node_auth_key(handle.prefix, token_hash), _UNKNOWN, ex=TOMBSTONE_TTL_SECONDS)
+    pipe.set(node_epoch_key(handle.prefix), uuid.uuid4().hex)
+    pipe.execute()
     _local.pop((_app_key(), "token", token_hash), None)
 
 
 def node_state(node_id: uuid.UUID, fresh: bool = False) -> tuple[str, frozenset[str]]:
     """(expected config version, ids of the node's probes) for ingest.
 
-    fresh=True skips this process's short cache (Redis stays generation-checked).
+    fresh=True skips this process's memory (Redis stays generation-checked).
     """
     local_key = (_app_key(), "state", str(node_id))
     if not fresh:
         state = _local_get(local_key)
         if state is not None:
             return state
-    state = _node_state(node_id)
-    _local_put(local_key, state)
+    state, epoch = _node_state(node_id)
+    _local_put(local_key, state, epoch)
     return state
 
 
-def _node_state(node_id: uuid.UUID) -> tuple[str, frozenset[str]]:
+def _node_state(node_id: uuid.UUID) -> tuple[tuple[str, frozenset[str]], bytes | None]:
     handle = get_redis()
     key = node_state_key(handle.prefix, str(node_id))
     generation_key = node_generation_key(handle.prefix, str(node_id))
-    pipe = handle.client.pipeline(transaction=False)
-    pipe.hgetall(key)
-    pipe.get(generation_key)
-    cached, generation = pipe.execute()
+    epoch, (flat, generation) = _read_with_epoch(
+        handle, [("HGETALL", key), ("GET", generation_key)])
+    cached = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
     generation = generation or b"0"
     if cached and cached.get(b"generation") == generation:
         probe_ids = cached.get(b"probes", b"").decode()
-        return cached[b"config_version"].decode(), frozenset(filter(None, probe_ids.split(",")))
+        state = cached[b"config_version"].decode(), frozenset(filter(None, probe_ids.split(",")))
+        return state, epoch
     probes = db.session.scalars(select(Probe).where(Probe.node_id == node_id)).all()
     version = config_version_of(probes)
     ids = frozenset(str(p.id) for p in probes)
@@ -139,4 +185,4 @@ def _node_state(node_id: uuid.UUID) -> tuple[str, frozenset[str]]:
                             "generation": generation})
     pipe.expire(key, STATE_TTL_SECONDS)
     pipe.execute()
-    return version, ids
+    return (version, ids), epoch

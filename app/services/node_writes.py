@@ -18,7 +18,7 @@ from datetime import datetime
 
 from app.services.keys import live_key, node_seen_key, presence_key
 from app.services.live_cache import LIVE_TTL_SECONDS, LIVE_WINDOW_MS, Point, encode_member
-from app.services.redis_wire import round_trip
+from app.services.redis_wire import raise_error_replies, round_trip
 
 PRESENCE_TTL_SECONDS = 3 * 86400
 
@@ -69,11 +69,7 @@ def node_write(prefix: str, node_id: str, points: Iterable[Point], now_ms: int,
 
 def execute(client, commands: list) -> list:
     """Run commands in one round trip; raise the first error reply, if any."""
-    replies = round_trip(client, commands)
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
+    return raise_error_replies(round_trip(client, commands))
 
 
 def write_points(client, prefix: str, node_id: str, points: Iterable[Point],

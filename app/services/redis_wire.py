@@ -70,6 +70,14 @@ def round_trip(client: redis.Redis, commands: Sequence[Command]) -> list:
     return replies
 
 
+def raise_error_replies(replies: list) -> list:
+    """The replies, unless one is an error reply: then that error is raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 def _send_and_read(connection, commands: Sequence[Command]) -> list:
     connection.send_packed_command(_pack(connection, commands))
     sock = getattr(connection, "_sock", None)
