@@ -44,10 +44,13 @@ from app.services.probes import config_version_of
 from app.services.redis_wire import raise_error_replies, round_trip
 from app.services.tokens import hash_token, hashes_match
 
-AUTH_TTL_SECONDS = 300
+# Token and state entries cannot go stale (tombstones, generations), so they may live long:
+# their TTL only lets departed nodes' entries go. A Beacon reports once a minute; with
+# 5-minute entries every fifth heartbeat read PostgreSQL.
+AUTH_TTL_SECONDS = 86400
 NEGATIVE_TTL_SECONDS = 5
 TOMBSTONE_TTL_SECONDS = 86400
-STATE_TTL_SECONDS = 300
+STATE_TTL_SECONDS = 86400
 _UNKNOWN = b"-"
 EPOCH_TRUST_SECONDS = 2.0  # SPEC §2: a change applies everywhere within 5 s
 LOCAL_MAX_AGE_SECONDS = 300.0
