@@ -2,17 +2,22 @@
 served the same way in the same run (SPEC §9).
 
     .venv/bin/python bench/ingest.py [--duration 8] [--rounds 3] [--connections 32,128]
+                                     [--fresh-nodes 160 | --resend] [--rate-limit 0]
 
 Starts a throwaway PostgreSQL and Redis, migrates, creates an admin (flask CLI) and, through
-the API, two nodes with three probes each; serves Pulse (`wsgi:app`) and bench/bare_app.py
-with `gunicorn -w 2 -b 127.0.0.1:PORT`; then loads, round by round and interleaved:
-the bare endpoint and `POST /api/v1/beacon/heartbeat` (3 results a heartbeat) at each
-connection count, and `POST /api/v1/beacon/heartbeats` (--batch-size heartbeats a request).
-Every run stops at --duration seconds or --max-requests, whichever comes first.
+the API, the nodes (three probes each); serves Pulse (`wsgi:app`) and bench/bare_app.py with
+`gunicorn -w 2 -b 127.0.0.1:PORT`; then loads, round by round and interleaved: the bare
+endpoint, the bare endpoint plus one pipelined Redis round trip (SPEC §9's second reference)
+and `POST /api/v1/beacon/heartbeat` (3 results a heartbeat) at each connection count, and
+`POST /api/v1/beacon/heartbeats` (--batch-size heartbeats a request). Every run stops at
+--duration seconds or --max-requests, whichever comes first.
 
-Bodies come from a pool: 60 single heartbeats 50 s apart (the live hour of one Beacon) and
-8 batches, all within the live hour, so points vary; cycling the pool re-sends bodies, which
-Pulse stores once (idempotent), exactly as a Beacon's retry would.
+The load, by default, is what a fleet sends: every single-heartbeat run has --fresh-nodes
+nodes of its own, each sending new heartbeats 30 s apart, so each point is a new live-cache
+member and a new pending row; every node sent one heartbeat before (a fleet that has been
+reporting: its token and probe set are cached in Redis). --resend is the earlier load: one
+node's 60 heartbeats cycled, so after the first cycle Redis already holds every point. The
+batches (8 of them, cycled) come from one node.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import loadgen
 from pulse_stack import (
+    BenchNode,
     Gunicorn,
     create_node_via_api,
     create_nodes_via_api,
@@ -213,7 +220,7 @@ def fresh_pools(args, connections, base_url: str, workdir: Path, pools: dict[str
     """pool_for(kind): the body pool of the next run of that kind. Unless --resend, every
     single-heartbeat run gets nodes of its own and points nobody sent before."""
     if args.resend:
-        return pools.__getitem__
+        return lambda kind: pools["bare" if kind == "bare_rt" else kind]
     single_runs = args.rounds * (len(connections) + (args.batch_connections not in connections))
     started = time.monotonic()
     warm = create_nodes_via_api(base_url, "bench-warm", 30)
@@ -224,7 +231,12 @@ def fresh_pools(args, connections, base_url: str, workdir: Path, pools: dict[str
           f"{time.monotonic() - started:.0f} s", flush=True)
     used = iter(range(len(groups)))
 
+    strangers = [BenchNode(str(uuid.uuid4()), "", [str(uuid.uuid4()) for _ in range(3)])
+                 for _ in range(args.fresh_nodes)]
+
     def pool_for(kind: str) -> Path:
+        if kind == "bare_rt":  # fresh members for the Redis baseline too
+            return write_fresh_pool(workdir / "pool-fresh-bare.txt", strangers)
         if kind != "single":
             return pools[kind]
         k = next(used)
@@ -234,15 +246,16 @@ def fresh_pools(args, connections, base_url: str, workdir: Path, pools: dict[str
 
 
 def measure(args, client, threads, connections, pulse, bare, pool_for, redis_url) -> dict:
-    urls = {"bare": bare.base_url + "/echo",
+    urls = {"bare": bare.base_url + "/echo", "bare_rt": bare.base_url + "/echo-redis",
             "single": pulse.base_url + "/api/v1/beacon/heartbeat",
             "batch": pulse.base_url + "/api/v1/beacon/heartbeats"}
-    items_per_request = {"bare": 0, "single": 1, "batch": args.batch_size}
+    items_per_request = {"bare": 0, "bare_rt": 0, "single": 1, "batch": args.batch_size}
 
     def one(kind: str, conns: int, duration: float) -> dict:
         trim_pending(redis_url)
-        before = accepted_items(pulse.base_url) if kind != "bare" else 0.0
-        server = bare if kind == "bare" else pulse
+        is_pulse = kind in ("single", "batch")
+        before = accepted_items(pulse.base_url) if is_pulse else 0.0
+        server = pulse if is_pulse else bare
         pool = pool_for(kind)
         cpu0, redis0 = server.cpu_seconds(), redis_cpu_seconds(redis_url)
         result = loadgen.run(urls[kind], pool, conns, duration, args.max_requests,
@@ -250,14 +263,14 @@ def measure(args, client, threads, connections, pulse, bare, pool_for, redis_url
         cpu_us = (server.cpu_seconds() - cpu0) / max(1, result.requests) * 1e6
         redis_us = (redis_cpu_seconds(redis_url) - redis0) / max(1, result.requests) * 1e6
         sent = result.requests * items_per_request[kind]
-        accepted = accepted_items(pulse.base_url) - before if kind != "bare" else 0.0
+        accepted = accepted_items(pulse.base_url) - before if is_pulse else 0.0
         row = {"kind": kind, "connections": conns, "requests": result.requests,
                "seconds": round(result.seconds, 3), "rps": round(result.rps, 1),
                "p50_ms": round(result.p50_ms, 2), "p99_ms": round(result.p99_ms, 2),
                "non200": result.non200, "socket_errors": result.errors,
                "items_sent": sent, "items_accepted": int(accepted),
                "server_cpu_us": round(cpu_us), "redis_cpu_us": round(redis_us)}
-        print(f"  {kind:6} c={conns:<4} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+        print(f"  {kind:7} c={conns:<4} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
               f"p99 {result.p99_ms:6.2f} ms  CPU/req: gunicorn {cpu_us:5.0f} µs, redis "
               f"{redis_us:4.0f} µs  non-200 {result.non200}  accepted {int(accepted)}/{sent}",
               flush=True)
@@ -265,13 +278,14 @@ def measure(args, client, threads, connections, pulse, bare, pool_for, redis_url
         return row
 
     print("warm-up", flush=True)
-    for kind in ("bare", "single", "batch"):
+    for kind in ("bare", "bare_rt", "single", "batch"):
         one(kind, 8, 2.0)
     runs = []
     batch_conns = args.batch_connections
     for round_no in range(args.rounds):
         print(f"round {round_no + 1}/{args.rounds}", flush=True)
-        order = ("bare", "single") if round_no % 2 == 0 else ("single", "bare")
+        order = ("bare", "bare_rt", "single")
+        order = order if round_no % 2 == 0 else order[::-1]
         for conns in connections:
             runs += [one(kind, conns, args.duration) for kind in order]
         if batch_conns not in connections:
@@ -313,6 +327,20 @@ def report(args, client, threads, connections, results) -> None:
                  "hb Redis CPU µs/req", "target"], rows,
                 f"Single heartbeat (3 results) vs bare Flask JSON POST — medians of "
                 f"{args.rounds} runs of {args.duration:g} s")
+
+    reference = []
+    for conns in connections:
+        bare_rps, rt_rps = med("bare", conns, "rps"), med("bare_rt", conns, "rps")
+        hb_rps = med("single", conns, "rps")
+        reference.append([conns, f"{rt_rps:,.0f}", med("bare_rt", conns, "p99_ms"),
+                          f"{rt_rps / bare_rps if bare_rps else 0:.2f}",
+                          f"{hb_rps / rt_rps if rt_rps else 0:.2f}",
+                          f"{med('bare_rt', conns, 'server_cpu_us'):.0f}",
+                          f"{med('bare_rt', conns, 'redis_cpu_us'):.0f}"])
+    print_table(["conns", "bare+Redis req/s", "p99 ms", "× bare", "heartbeats/s ÷ it",
+                 "CPU µs/req", "Redis CPU µs/req"], reference,
+                "SPEC §9's second reference: the bare endpoint plus one pipelined Redis "
+                "ZADD + ZREMRANGEBYSCORE + EXPIRE (redis-py), same run")
 
     conns = results["batch_connections"]
     single_pts = med("single", conns, "rps") * 3
