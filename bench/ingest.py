@@ -305,7 +305,7 @@ def report(args, client, threads, connections, results) -> None:
     runs = results["runs"]
 
     def med(kind, conns, key):
-        return _median_of(runs, kind, conns, key)
+        return round(_median_of(runs, kind, conns, key), 2)  # even counts: a mean of two
 
     rows = []
     for conns in connections:

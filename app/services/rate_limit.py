@@ -2,6 +2,11 @@
 
 Counters live in Redis (the live-cache server), so the limit holds across every API
 process; embedded mode counts in memory.
+
+With Redis, a hit runs the library's own moving-window script on the library's own key
+(so `limits` reads and resets exactly what was counted), but sent through redis_wire:
+the library's call through redis-py's Script object cost ~250 µs of client CPU a
+heartbeat here, as much as the rest of the ingest (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -9,12 +14,14 @@ from __future__ import annotations
 import math
 import time
 
+import redis
 from flask import Flask, current_app
 from limits import parse
-from limits.storage import storage_from_string
+from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from app.services.errors import ApiError
+from app.services.redis_wire import round_trip
 
 
 def init_rate_limit(app: Flask) -> None:
@@ -33,10 +40,28 @@ def check_node_rate(node_id: str) -> None:
     if configured is None:
         return
     limiter, limit = configured
-    if limiter.hit(limit, "node", node_id):
+    if _hit(limiter, limit, node_id):
         return
     reset_at = limiter.get_window_stats(limit, "node", node_id).reset_time
     retry_after = max(1, math.ceil(reset_at - time.time()))
     raise ApiError(429, "ERR_RATE_LIMITED", f"More than {limit} heartbeat requests",
                    {"limit": str(limit), "retry_after_seconds": retry_after},
                    headers={"Retry-After": str(retry_after)})
+
+
+def _hit(limiter: MovingWindowRateLimiter, limit, node_id: str) -> bool:
+    """limiter.hit(limit, "node", node_id), in one lean round trip on Redis storage."""
+    storage = limiter.storage
+    if not isinstance(storage, RedisStorage):
+        return limiter.hit(limit, "node", node_id)
+    script = storage.lua_acquire_moving_window
+    key = storage.prefixed_key(limit.key_for("node", node_id))
+    command = ("EVALSHA", script.sha, 1, key, time.time(), limit.amount, limit.get_expiry(), 1)
+    client = storage.get_connection()
+    (reply,) = round_trip(client, [command])
+    if isinstance(reply, redis.exceptions.NoScriptError):  # first use, or Redis restarted
+        client.script_load(script.script)
+        (reply,) = round_trip(client, [command])
+    if isinstance(reply, Exception):
+        raise reply
+    return bool(reply)

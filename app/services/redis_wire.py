@@ -30,6 +30,13 @@ try:
 except ImportError:  # redis[hiredis] is a dependency; keep working without it
     hiredis = None
 
+try:  # redis-py's own mapping of error replies to classes (NoScriptError, ...)
+    from redis._parsers import BaseParser
+
+    _reply_error = BaseParser.parse_error
+except ImportError:  # pragma: no cover (a redis-py that moved it: plain ResponseError)
+    _reply_error = redis.ResponseError
+
 Command = Sequence[object]
 MAX_IDLE = 8
 # id(pool) -> (pool, pid, idle connections)
@@ -97,7 +104,7 @@ def _read_replies(connection, sock: socket.socket, count: int) -> list:
     redis-py's read_response costs ~4 µs of Python per reply, this ~0.3 µs. Only between
     round trips does the connection's own parser hold no data, so this is safe here."""
     reader = hiredis.Reader(protocolError=redis.exceptions.InvalidResponse,
-                            replyError=redis.ResponseError)
+                            replyError=_reply_error)
     replies: list = []
     try:
         while len(replies) < count:

@@ -121,3 +121,9 @@ def test_connections_without_a_socket_use_redis_py_reads():
     assert replies[0] == 2
     assert isinstance(replies[1], redis.ResponseError)
     assert replies[2] == b"2"
+
+
+def test_error_replies_keep_redis_py_classes(client):
+    """A NOSCRIPT reply is a NoScriptError, as redis-py reports it (callers reload on it)."""
+    (reply,) = redis_wire.round_trip(client, [("EVALSHA", "0" * 40, 0)])
+    assert isinstance(reply, redis.exceptions.NoScriptError)
