@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import make_app
 from tests.integration.helpers import heartbeat, recent, setup_node
 
 pytestmark = pytest.mark.integration
@@ -14,20 +13,15 @@ URL = "/api/v1/beacon/heartbeat"
 
 
 @pytest.fixture(params=["1", "0"], ids=["fast-path", "view"])
-def limited_app(request, server_env):
-    from flask_migrate import upgrade
+def server_env(server_env, request):
+    """pg_app with a limit of 3 a minute, through the fast path and through the view."""
+    return {**server_env, "PULSE_NODE_RATE_LIMIT": "3/minute",
+            "PULSE_HEARTBEAT_FAST_PATH": request.param}
 
-    env = {k: v for k, v in server_env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(PULSE_NODE_RATE_LIMIT="3/minute", PULSE_HEARTBEAT_FAST_PATH=request.param)
-    app = make_app(server_env["DATABASE_URL"], server_env["REDIS_URL"], **env)
-    with app.app_context():
-        upgrade()
-    yield app
-    with app.app_context():
-        from app.extensions import db
 
-        db.session.remove()
-        db.engine.dispose()
+@pytest.fixture
+def limited_app(pg_app):
+    return pg_app
 
 
 def _window(app, node_id: str):
