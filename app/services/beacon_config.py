@@ -35,20 +35,25 @@ def declare_probes(node_id: uuid.UUID, declared: list[dict]) -> dict:
     for item in declared:
         wanted[(item["type"], item["target"], item["port"])] = item
     answered = []
+    changed = False
     for key, item in wanted.items():
         probe = by_key.get(key)
         if probe is None:
             probe = Probe(node_id=node_id, source="beacon", enabled=True, **item)
             db.session.add(probe)
+            changed = True
         elif probe.source == "beacon":
             for name in SETTINGS:
                 if getattr(probe, name) != item[name]:
                     setattr(probe, name, item[name])
+                    changed = True
         answered.append(probe)
     for key, probe in by_key.items():
         if probe.source == "beacon" and key not in wanted:
             db.session.delete(probe)
+            changed = True
     db.session.commit()
-    config_changed(node_id)
+    if changed:  # a Beacon restart re-declaring the same probes voids no cache anywhere
+        config_changed(node_id)
     remaining = db.session.scalars(select(Probe).where(Probe.node_id == node_id)).all()
     return {"config_version": config_version_of(remaining), "probes": answered}

@@ -20,7 +20,7 @@ def config_changed(node_id: uuid.UUID | str) -> None:
     pipe.incr(node_generation_key(handle.prefix, str(node_id)))
     pipe.delete(node_state_key(handle.prefix, str(node_id)))
     # Last, after the tombstone and the generation: voids every process's in-memory
-    # entries (node_cache); a random value, so a Redis that lost the key cannot repeat it.
+    # entries (node_cache), which drop them on any new reading, even of an older value.
     pipe.set(node_epoch_key(handle.prefix), uuid.uuid4().hex)
     pipe.execute()
     from app.services.node_cache import forget_local  # local: node_cache imports probes

@@ -19,7 +19,7 @@ from app.extensions import get_redis
 from app.services import node_cache, pending
 from app.services.errors import ApiError
 from app.services.heartbeat_rules import CODES, ValidHeartbeat, validate_heartbeat
-from app.services.keys import flush_queued_key, node_epoch_key, seen_dirty_key
+from app.services.keys import flush_queued_key, seen_dirty_key
 from app.services.live_cache import NODE_SERIES, Point
 from app.services.node_cache import node_state
 from app.services.node_writes import execute, node_write
@@ -168,10 +168,11 @@ def _store(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime, now_m
     commands.append(("EXISTS", flush_queued_key(handle.prefix)))
     # Keeps this process's reading of the node epoch fresh, so its in-memory node cache
     # needs no round trip of its own (node_cache).
-    commands.append(("GET", node_epoch_key(handle.prefix)))
+    read_epoch = node_cache.epoch_command(handle.prefix)
+    commands.append(read_epoch)
     started = node_cache.epoch_clock()
     replies = execute(handle.client, commands)
-    node_cache.observe_epoch(replies[-1], read_at=started)
+    node_cache.observe_epoch(read_epoch, replies[-1], read_at=started)
     if replies[count_reply] >= EARLY_FLUSH_PENDING and not replies[-2]:
         try:
             request_early_flush()

@@ -26,6 +26,7 @@ probe created in another process is never refused because of this cache.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -44,27 +45,43 @@ from app.services.probes import config_version_of
 from app.services.redis_wire import raise_error_replies, round_trip
 from app.services.tokens import hash_token, hashes_match
 
-# Token and state entries cannot go stale (tombstones, generations), so they may live long:
-# their TTL only lets departed nodes' entries go. A Beacon reports once a minute; with
-# 5-minute entries every fifth heartbeat read PostgreSQL.
-AUTH_TTL_SECONDS = 86400
+# Token and state entries do not go stale while invalidation works (tombstones,
+# generations); their TTL bounds how long a lost invalidation (Redis down or losing its last
+# second of writes when a token is rotated) could last. 15 minutes: a Beacon reporting once
+# a minute reads PostgreSQL on one heartbeat in 15 (with 5 minutes it was one in 5).
+AUTH_TTL_SECONDS = 900
 NEGATIVE_TTL_SECONDS = 5
 TOMBSTONE_TTL_SECONDS = 86400
-STATE_TTL_SECONDS = 86400
+STATE_TTL_SECONDS = 900
 _UNKNOWN = b"-"
 EPOCH_TRUST_SECONDS = 2.0  # SPEC §2: a change applies everywhere within 5 s
 LOCAL_MAX_AGE_SECONDS = 300.0
 _LOCAL_MAX = 50_000
 # (app, kind, id) -> (expires at, node epoch it was resolved under, value)
-_local: dict[tuple, tuple[float, bytes | None, object]] = {}
+_local: dict[tuple, tuple[float, bytes, object]] = {}
 # app -> (node epoch last read from Redis, monotonic time of that read)
-_epoch_seen: dict[int, tuple[bytes | None, float]] = {}
+_epoch_seen: dict[int, tuple[bytes, float]] = {}
 epoch_clock = time.monotonic  # the clock of those reads and of entry ages (tests move it)
 
 
-def observe_epoch(epoch: bytes | None, read_at: float | None = None) -> None:
-    """Record the node epoch just read from Redis (None: the key is absent)."""
-    _epoch_seen[_app_key()] = (epoch, epoch_clock() if read_at is None else read_at)
+def epoch_command(prefix: str) -> tuple:
+    """Reads the node epoch (for observe_epoch); where the key is missing (a new or emptied
+    Redis) it sets a new random one, so a lost epoch is never read as an old value."""
+    return ("SET", node_epoch_key(prefix), os.urandom(8).hex(), "NX", "GET")
+
+
+def observe_epoch(command: tuple, reply: bytes | None, read_at: float | None = None) -> None:
+    """Record the node epoch an epoch_command read. A reading that differs from this
+    process's last one drops every in-memory entry of the app: whatever they were resolved
+    under, something changed since (the epoch may even have gone back to an older value,
+    after a failover)."""
+    epoch = reply if reply is not None else command[2].encode()
+    app_key = _app_key()
+    last = _epoch_seen.get(app_key)
+    if last is not None and last[0] != epoch:
+        for key in [k for k in _local if k[0] == app_key]:
+            _local.pop(key, None)
+    _epoch_seen[app_key] = (epoch, epoch_clock() if read_at is None else read_at)
 
 
 def _trusted_epoch(app_key: int, now: float) -> tuple[bool, bytes | None]:
@@ -85,7 +102,7 @@ def _local_get(key: tuple):
     return None
 
 
-def _local_put(key: tuple, value, epoch: bytes | None) -> None:
+def _local_put(key: tuple, value, epoch: bytes) -> None:
     if len(_local) >= _LOCAL_MAX:
         _local.clear()
     _local[key] = (epoch_clock() + LOCAL_MAX_AGE_SECONDS, epoch, value)
@@ -116,16 +133,16 @@ def resolve_node_token(token: str) -> uuid.UUID | None:
     return node_id
 
 
-def _read_with_epoch(handle, commands: list) -> tuple[bytes | None, list]:
+def _read_with_epoch(handle, commands: list) -> tuple[bytes, list]:
     """The node epoch, read first, and the replies of `commands`, in one round trip."""
     started = epoch_clock()
-    epoch, *replies = raise_error_replies(
-        round_trip(handle.client, [("GET", node_epoch_key(handle.prefix)), *commands]))
-    observe_epoch(epoch, read_at=started)
-    return epoch, replies
+    read_epoch = epoch_command(handle.prefix)
+    epoch, *replies = raise_error_replies(round_trip(handle.client, [read_epoch, *commands]))
+    observe_epoch(read_epoch, epoch, read_at=started)
+    return _epoch_seen[_app_key()][0], replies
 
 
-def _resolve_node_token(token: str, token_hash: str) -> tuple[uuid.UUID | None, bytes | None]:
+def _resolve_node_token(token: str, token_hash: str) -> tuple[uuid.UUID | None, bytes]:
     handle = get_redis()
     key = node_auth_key(handle.prefix, token_hash)
     epoch, (cached,) = _read_with_epoch(handle, [("GET", key)])
@@ -168,7 +185,7 @@ def node_state(node_id: uuid.UUID, fresh: bool = False) -> tuple[str, frozenset[
     return state
 
 
-def _node_state(node_id: uuid.UUID) -> tuple[tuple[str, frozenset[str]], bytes | None]:
+def _node_state(node_id: uuid.UUID) -> tuple[tuple[str, frozenset[str]], bytes]:
     handle = get_redis()
     key = node_state_key(handle.prefix, str(node_id))
     generation_key = node_generation_key(handle.prefix, str(node_id))

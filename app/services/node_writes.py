@@ -1,8 +1,10 @@
 """Every write to one node's own Redis keys, as plain commands for one pipelined round trip.
 
 Per series: ZADD of its points, ZREMRANGEBYSCORE to the live hour, EXPIRE (SPEC §6); then
-the node's presence bit for uptime_24h and its last-seen hash. Every command is
-idempotent, so a round trip retried after a dropped connection does no harm.
+the node's presence bit for uptime_24h and its last-seen hash. Each of these is
+idempotent, so a round trip retried after a dropped connection does them no harm (the
+queue's XADD in the same round trip is not: a retry after a read timeout may append the
+heartbeat twice, which the flush's ON CONFLICT DO NOTHING stores once).
 
 Plain commands rather than one Lua script: measured under load (docs/benchmarks.md), the
 script's own overhead (calling into Lua, per-`redis.call` argument objects, its

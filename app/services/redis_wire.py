@@ -20,7 +20,9 @@ rest are closed. Connections inherited across a fork are dropped, never used.
 from __future__ import annotations
 
 import os
+import select
 import socket
+import time
 from collections.abc import Sequence
 
 import redis
@@ -39,7 +41,12 @@ except ImportError:  # pragma: no cover (a redis-py that moved it: plain Respons
 
 Command = Sequence[object]
 MAX_IDLE = 8
-# id(pool) -> (pool, pid, idle connections)
+# A connection idle longer than this is checked before use (a poll, ~10 µs): a server
+# restart or `timeout` may have closed it, and a client without a Retry policy (the rate
+# limiter's) would fail the request. Under load connections come back within milliseconds.
+IDLE_CHECK_SECONDS = 1.0
+_NOT_ENOUGH_DATA = object()
+# id(pool) -> (pool, pid, idle [(connection, monotonic time of its last use)])
 _idle: dict[int, tuple[object, int, list]] = {}
 
 
@@ -63,18 +70,32 @@ def round_trip(client: redis.Redis, commands: Sequence[Command]) -> list:
     pool = client.connection_pool
     idle = _idle_list(pool)
     try:
-        connection = idle.pop()
+        connection, last_used = idle.pop()
     except IndexError:
         connection = pool.connection_class(**pool.connection_kwargs)
+    else:
+        if time.monotonic() - last_used > IDLE_CHECK_SECONDS and _closed_by_server(connection):
+            connection.disconnect()  # send_packed_command connects it again
     replies = connection.retry.call_with_retry(
         lambda: _send_and_read(connection, commands),
         lambda _error: connection.disconnect(),
     )
     if len(idle) < MAX_IDLE:
-        idle.append(connection)
+        idle.append((connection, time.monotonic()))
     else:
         connection.disconnect()
     return replies
+
+
+def _closed_by_server(connection) -> bool:
+    """Whether an idle connection's socket reads as ready: EOF (the server closed it: a
+    restart, its `timeout`) or stray data; either way it must not carry a round trip."""
+    sock = getattr(connection, "_sock", None)
+    if not isinstance(sock, socket.socket):
+        return False
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def raise_error_replies(replies: list) -> list:
@@ -104,12 +125,12 @@ def _read_replies(connection, sock: socket.socket, count: int) -> list:
     redis-py's read_response costs ~4 µs of Python per reply, this ~0.3 µs. Only between
     round trips does the connection's own parser hold no data, so this is safe here."""
     reader = hiredis.Reader(protocolError=redis.exceptions.InvalidResponse,
-                            replyError=_reply_error)
+                            replyError=_reply_error, notEnoughData=_NOT_ENOUGH_DATA)
     replies: list = []
     try:
         while len(replies) < count:
             reply = reader.gets()
-            if reply is False:  # RESP2 has no booleans: False means "need more bytes"
+            if reply is _NOT_ENOUGH_DATA:
                 data = sock.recv(65536)
                 if not data:
                     raise redis.ConnectionError("Connection closed by server.")

@@ -61,11 +61,23 @@ def test_hits_are_the_librarys_own_entries(limited_app):
     assert limiter.hit(limit, "node", ctx["node_id"]) is False
 
 
-def test_a_flushed_script_cache_is_reloaded(limited_app, redis_server):
+def test_a_flushed_script_cache_is_reloaded(limited_app, redis_server, monkeypatch):
+    """The hit goes through redis_wire; after Redis lost its scripts (a restart) the
+    library's script is loaded again and the hit counted once."""
     import redis
 
+    from app.services import rate_limit
+
+    sent = []
+    real = rate_limit.round_trip
+    monkeypatch.setattr(rate_limit, "round_trip",
+                        lambda client, commands: sent.append(commands[0][0]) or real(client,
+                                                                                  commands))
     ctx = setup_node(limited_app, probe_count=1)
+    body = heartbeat(ctx["node_id"], ctx["probe_ids"], recent(20))
+    assert ctx["client"].post(URL, json=body, headers=ctx["node_headers"]).status_code == 200
+    assert sent and set(sent) == {"EVALSHA"}
     redis.Redis.from_url(redis_server.url).script_flush()
     body = heartbeat(ctx["node_id"], ctx["probe_ids"], recent(10))
     assert ctx["client"].post(URL, json=body, headers=ctx["node_headers"]).status_code == 200
-    assert _window(limited_app, ctx["node_id"]).remaining == 2
+    assert _window(limited_app, ctx["node_id"]).remaining == 1

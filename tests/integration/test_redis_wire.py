@@ -42,9 +42,9 @@ def test_a_connection_is_reused_and_not_taken_from_the_pool(client):
     redis_wire.round_trip(client, [("PING",)])
     idle = redis_wire._idle_list(client.connection_pool)
     assert len(idle) == 1
-    first = idle[0]
+    first = idle[0][0]
     redis_wire.round_trip(client, [("PING",)])
-    assert idle == [first]
+    assert [connection for connection, _ in idle] == [first]
     assert not client.connection_pool._in_use_connections
 
 
@@ -127,3 +127,17 @@ def test_error_replies_keep_redis_py_classes(client):
     """A NOSCRIPT reply is a NoScriptError, as redis-py reports it (callers reload on it)."""
     (reply,) = redis_wire.round_trip(client, [("EVALSHA", "0" * 40, 0)])
     assert isinstance(reply, redis.exceptions.NoScriptError)
+
+
+def test_an_idle_connection_closed_by_the_server_is_not_used(redis_server, monkeypatch):
+    """A client without retries (as the rate limiter's): after the server closed the idle
+    connection (a restart, its `timeout`), the next round trip still succeeds."""
+    from redis.backoff import NoBackoff
+
+    bare = redis.Redis.from_url(redis_server.url, retry=Retry(NoBackoff(), 0))
+    assert redis_wire.round_trip(bare, [("PING",)]) == [b"PONG"]
+    killer = redis.Redis.from_url(redis_server.url)
+    assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+    monkeypatch.setattr(redis_wire, "IDLE_CHECK_SECONDS", 0.0)  # instead of waiting 1 s
+    assert redis_wire.round_trip(bare, [("PING",)]) == [b"PONG"]
+    killer.close()

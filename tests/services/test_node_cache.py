@@ -122,6 +122,35 @@ def _other_process_revokes(app, token: str) -> None:
         handle.client.set(node_epoch_key(handle.prefix), uuid.uuid4().hex)
 
 
+def _read_epoch(app) -> None:
+    """What any other heartbeat's round trip does for this process: read the epoch."""
+    from app.services.redis_wire import round_trip
+
+    with app.app_context():
+        handle = get_redis()
+        command = node_cache.epoch_command(handle.prefix)
+        node_cache.observe_epoch(command, round_trip(handle.client, [command])[0])
+
+
+def _other_process_rotates(app, node) -> None:
+    """A rotation by another API process: the row changes, then tombstone + new epoch in
+    Redis; this process's memory is not touched."""
+    from app.extensions import db
+    from app.models import Node
+
+    with app.app_context():
+        row = db.session.get(Node, uuid.UUID(node["id"]))
+        row.token_hash = hash_token("pbn_" + uuid.uuid4().hex)
+        db.session.commit()
+    _other_process_revokes(app, node["token"])
+
+
+def _redis_loses(app, *keys_of) -> None:
+    with app.app_context():
+        handle = get_redis()
+        handle.client.delete(*[key(handle) for key in keys_of])
+
+
 def _heartbeat(client, node, token=None):
     from datetime import UTC, datetime
 
@@ -140,9 +169,7 @@ def test_a_node_reporting_once_a_minute_costs_no_lookup_round_trip(app, node, cl
     for _ in range(3):
         redis_reads.clear()
         clock.now += 1.5  # other nodes' heartbeats keep the epoch reading fresh
-        with app.app_context():
-            handle = get_redis()
-            node_cache.observe_epoch(handle.client.get(node_epoch_key(handle.prefix)))
+        _read_epoch(app)
         clock.now += 0.4
         assert _heartbeat(client, node).status_code == 200
     assert redis_reads == []
@@ -155,7 +182,9 @@ def test_an_idle_process_reads_again_after_the_trust_window(app, node, client, c
     redis_reads.clear()
     clock.now += node_cache.EPOCH_TRUST_SECONDS + 0.01  # nothing read the epoch meanwhile
     assert _heartbeat(client, node).status_code == 200
-    assert [c for c in redis_reads if "HGETALL" in c or c == ["GET", "GET"]]
+    # the token is looked up again, the epoch read first; that fresh reading (unchanged)
+    # makes the node state in memory trusted again without a read of its own
+    assert redis_reads == [["SET", "GET"]]
 
 
 def test_a_revocation_in_another_process_applies_here_within_the_trust_window(
@@ -193,3 +222,78 @@ def test_a_change_sets_a_new_epoch(app, node, client, operator):
         forget_token(hash_token("pbn_other"))
         assert handle.client.get(node_epoch_key(handle.prefix)) not in (after, None)
     assert after is not None and after != before
+
+
+def test_a_lost_epoch_and_tombstone_do_not_bring_a_revoked_token_back(app, node, client,
+                                                                      clock):
+    """Another process rotates the token, then Redis loses the epoch key and the tombstone
+    (emptied, or a failover to a replica behind it). The epoch is recreated with a new
+    value, so this process drops its memory and asks PostgreSQL, which refuses."""
+    assert _heartbeat(client, node).status_code == 200
+    _other_process_rotates(app, node)
+    _redis_loses(app, lambda h: node_epoch_key(h.prefix),
+                 lambda h: node_auth_key(h.prefix, hash_token(node["token"])))
+    assert _heartbeat(client, node).status_code == 200  # the window: nothing read yet
+    assert _heartbeat(client, node).status_code == 401
+    clock.now += 0.5
+    assert _heartbeat(client, node).status_code == 401
+
+
+def test_an_epoch_going_back_to_an_older_value_voids_memory_too(app, node, client, clock):
+    """Readings E0 → E1 → E0 (a failover to a replica that missed the change): whatever was
+    resolved under E0 before must not become trusted again."""
+    assert _heartbeat(client, node).status_code == 200  # resolved under the old epoch
+    with app.app_context():
+        handle = get_redis()
+        old_epoch = handle.client.get(node_epoch_key(handle.prefix))
+    assert old_epoch
+    _other_process_rotates(app, node)
+    _read_epoch(app)  # E1: the new epoch is read by some other heartbeat
+    with app.app_context():  # the failover: the change is lost, the old epoch is back
+        handle = get_redis()
+        handle.client.set(node_epoch_key(handle.prefix), old_epoch)
+        handle.client.delete(node_auth_key(handle.prefix, hash_token(node["token"])))
+    assert _heartbeat(client, node).status_code == 401
+
+
+def test_the_epoch_is_read_before_the_data_it_guards(app, node, client, clock, monkeypatch):
+    """A change landing between a lookup's reads must not leave stale data trusted: the
+    epoch is read first, so the entry carries the epoch from before the change, and the
+    next round trip's new reading voids it."""
+    from app.services import redis_wire
+
+    assert _heartbeat(client, node).status_code == 200
+    node_cache.forget_local()
+    changed = []
+
+    def one_by_one(redis_client, commands):
+        replies = []
+        for command in commands:
+            replies += redis_wire.round_trip(redis_client, [command])
+            if command[0] == "GET" and not changed:  # the token was read: now the change
+                changed.append(1)
+                _other_process_rotates(app, node)
+        return replies
+
+    monkeypatch.setattr(node_cache, "round_trip", one_by_one)
+    assert _heartbeat(client, node).status_code == 200  # read before the change: fine
+    assert changed
+    assert _heartbeat(client, node).status_code == 401
+
+
+def test_a_beacon_redeclaring_the_same_probes_changes_no_epoch(app, node, client):
+    headers = {"Authorization": f"Bearer {node['token']}"}
+    probes = {"probes": [{"type": "TCP", "target": "192.0.2.30", "port": 22}]}
+    assert client.put("/api/v1/beacon/probes", json=probes, headers=headers).status_code == 200
+    with app.app_context():
+        handle = get_redis()
+        before = handle.client.get(node_epoch_key(handle.prefix))
+    assert client.put("/api/v1/beacon/probes", json=probes, headers=headers).status_code == 200
+    with app.app_context():
+        handle = get_redis()
+        assert handle.client.get(node_epoch_key(handle.prefix)) == before
+    probes["probes"].append({"type": "UDP", "target": "192.0.2.31", "port": 7})
+    assert client.put("/api/v1/beacon/probes", json=probes, headers=headers).status_code == 200
+    with app.app_context():
+        handle = get_redis()
+        assert handle.client.get(node_epoch_key(handle.prefix)) != before
