@@ -70,18 +70,22 @@ def epoch_command(prefix: str) -> tuple:
     return ("SET", node_epoch_key(prefix), os.urandom(8).hex(), "NX", "GET")
 
 
-def observe_epoch(command: tuple, reply: bytes | None, read_at: float | None = None) -> None:
+def observe_epoch(command: tuple, reply: bytes | None, read_at: float | None = None) -> bytes:
     """Record the node epoch an epoch_command read. A reading that differs from this
     process's last one drops every in-memory entry of the app: whatever they were resolved
     under, something changed since (the epoch may even have gone back to an older value,
-    after a failover)."""
+    after a failover). Returns the epoch read."""
     epoch = reply if reply is not None else command[2].encode()
+    read_at = epoch_clock() if read_at is None else read_at
     app_key = _app_key()
     last = _epoch_seen.get(app_key)
+    if last is not None and read_at < last[1]:
+        return epoch  # another thread's later reading stands (threaded servers)
     if last is not None and last[0] != epoch:
         for key in [k for k in _local if k[0] == app_key]:
             _local.pop(key, None)
-    _epoch_seen[app_key] = (epoch, epoch_clock() if read_at is None else read_at)
+    _epoch_seen[app_key] = (epoch, read_at)
+    return epoch
 
 
 def _trusted_epoch(app_key: int, now: float) -> tuple[bool, bytes | None]:
@@ -138,8 +142,7 @@ def _read_with_epoch(handle, commands: list) -> tuple[bytes, list]:
     started = epoch_clock()
     read_epoch = epoch_command(handle.prefix)
     epoch, *replies = raise_error_replies(round_trip(handle.client, [read_epoch, *commands]))
-    observe_epoch(read_epoch, epoch, read_at=started)
-    return _epoch_seen[_app_key()][0], replies
+    return observe_epoch(read_epoch, epoch, read_at=started), replies
 
 
 def _resolve_node_token(token: str, token_hash: str) -> tuple[uuid.UUID | None, bytes]:

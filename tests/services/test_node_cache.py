@@ -297,3 +297,13 @@ def test_a_beacon_redeclaring_the_same_probes_changes_no_epoch(app, node, client
     with app.app_context():
         handle = get_redis()
         assert handle.client.get(node_epoch_key(handle.prefix)) != before
+
+
+def test_an_older_reading_does_not_replace_a_newer_one(app, clock):
+    """Threaded servers: a round trip that read the epoch earlier but finished later
+    neither replaces the newer reading nor lends its data the newer epoch."""
+    with app.app_context():
+        command = node_cache.epoch_command("x")
+        node_cache.observe_epoch(command, b"new", read_at=clock.now)
+        assert node_cache.observe_epoch(command, b"old", read_at=clock.now - 1) == b"old"
+        assert node_cache._epoch_seen[node_cache._app_key()][0] == b"new"
