@@ -21,7 +21,7 @@ from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from app.services.errors import ApiError
-from app.services.redis_wire import round_trip
+from app.services.redis_wire import raise_error_replies, round_trip
 
 
 def init_rate_limit(app: Flask) -> None:
@@ -58,10 +58,8 @@ def _hit(limiter: MovingWindowRateLimiter, limit, node_id: str) -> bool:
     key = storage.prefixed_key(limit.key_for("node", node_id))
     command = ("EVALSHA", script.sha, 1, key, time.time(), limit.amount, limit.get_expiry(), 1)
     client = storage.get_connection()
-    (reply,) = round_trip(client, [command])
-    if isinstance(reply, redis.exceptions.NoScriptError):  # first use, or Redis restarted
+    replies = round_trip(client, [command])
+    if isinstance(replies[0], redis.exceptions.NoScriptError):  # first use, Redis restarted
         client.script_load(script.script)
-        (reply,) = round_trip(client, [command])
-    if isinstance(reply, Exception):
-        raise reply
-    return bool(reply)
+        replies = round_trip(client, [command])
+    return bool(raise_error_replies(replies)[0])

@@ -122,6 +122,12 @@ def _other_process_revokes(app, token: str) -> None:
         handle.client.set(node_epoch_key(handle.prefix), uuid.uuid4().hex)
 
 
+def _epoch(app) -> bytes | None:
+    with app.app_context():
+        handle = get_redis()
+        return handle.client.get(node_epoch_key(handle.prefix))
+
+
 def _read_epoch(app) -> None:
     """What any other heartbeat's round trip does for this process: read the epoch."""
     from app.services.redis_wire import round_trip
@@ -209,19 +215,16 @@ def test_an_idle_process_refuses_a_revoked_token_once_its_reading_is_stale(
 
 
 def test_a_change_sets_a_new_epoch(app, node, client, operator):
-    with app.app_context():
-        handle = get_redis()
-        before = handle.client.get(node_epoch_key(handle.prefix))
+    before = _epoch(app)
     r = client.post("/api/v1/probes", json={"node_id": node["id"], "type": "TCP",
                                             "target": "192.0.2.8", "port": 22},
                     headers=operator.headers)
     assert r.status_code == 201
-    with app.app_context():
-        handle = get_redis()
-        after = handle.client.get(node_epoch_key(handle.prefix))
-        forget_token(hash_token("pbn_other"))
-        assert handle.client.get(node_epoch_key(handle.prefix)) not in (after, None)
+    after = _epoch(app)
     assert after is not None and after != before
+    with app.app_context():
+        forget_token(hash_token("pbn_other"))
+    assert _epoch(app) not in (after, None)
 
 
 def test_a_lost_epoch_and_tombstone_do_not_bring_a_revoked_token_back(app, node, client,
@@ -243,9 +246,7 @@ def test_an_epoch_going_back_to_an_older_value_voids_memory_too(app, node, clien
     """Readings E0 → E1 → E0 (a failover to a replica that missed the change): whatever was
     resolved under E0 before must not become trusted again."""
     assert _heartbeat(client, node).status_code == 200  # resolved under the old epoch
-    with app.app_context():
-        handle = get_redis()
-        old_epoch = handle.client.get(node_epoch_key(handle.prefix))
+    old_epoch = _epoch(app)
     assert old_epoch
     _other_process_rotates(app, node)
     _read_epoch(app)  # E1: the new epoch is read by some other heartbeat
@@ -285,18 +286,12 @@ def test_a_beacon_redeclaring_the_same_probes_changes_no_epoch(app, node, client
     headers = {"Authorization": f"Bearer {node['token']}"}
     probes = {"probes": [{"type": "TCP", "target": "192.0.2.30", "port": 22}]}
     assert client.put("/api/v1/beacon/probes", json=probes, headers=headers).status_code == 200
-    with app.app_context():
-        handle = get_redis()
-        before = handle.client.get(node_epoch_key(handle.prefix))
+    before = _epoch(app)
     assert client.put("/api/v1/beacon/probes", json=probes, headers=headers).status_code == 200
-    with app.app_context():
-        handle = get_redis()
-        assert handle.client.get(node_epoch_key(handle.prefix)) == before
+    assert _epoch(app) == before
     probes["probes"].append({"type": "UDP", "target": "192.0.2.31", "port": 7})
     assert client.put("/api/v1/beacon/probes", json=probes, headers=headers).status_code == 200
-    with app.app_context():
-        handle = get_redis()
-        assert handle.client.get(node_epoch_key(handle.prefix)) != before
+    assert _epoch(app) != before
 
 
 def test_an_older_reading_does_not_replace_a_newer_one(app, clock):
