@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/flask --app wsgi bootstrap-admin
-	$(BIN)/flask --app wsgi run --host $(HOST) --port $(PORT)
+	$(BIN)/flask --app wsgi serve --host $(HOST) --port $(PORT)
 
 ## make servers: system packages the test suite needs (redis-server; PostgreSQL binaries)
 servers:

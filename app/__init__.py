@@ -36,25 +36,23 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     ext.db.init_app(app)
     ext.migrate.init_app(app, ext.db, directory=MIGRATIONS_DIR)
     ext.redis_store.init_app(app)
-    from app.api.errors import ErrorSchema
+    from app.api.error_handlers import ErrorSchema
 
     ext.api.ERROR_SCHEMA = ErrorSchema  # document our {"code","message","details"}
     ext.api.init_app(app)
 
-    from app.api.errors import register_error_handlers
+    from app.api.error_handlers import register_error_handlers
     from app.api.registry import register_blueprints
 
     register_blueprints(app, ext.api)
     register_error_handlers(app)
-    from app.api.beacon.fast_path import install as install_heartbeat_fast_path
-    from app.services.rate_limit import init_rate_limit
-    from app.services.scheduling import init_embedded_scheduler
+    from app.ingest.fast_path import install as install_heartbeat_fast_path
+    from app.ingest.rate_limit import init_rate_limit
     from app.telemetry import init_telemetry
 
     init_telemetry(app)
     init_rate_limit(app)
-    init_embedded_scheduler(app)
-    install_heartbeat_fast_path(app)  # after the scheduler hook it calls
+    install_heartbeat_fast_path(app)
 
     from app.cli import register_cli
 

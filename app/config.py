@@ -74,11 +74,9 @@ class Config:
         if self.PULSE_FLUSH_WRITERS > MAX_FLUSH_WRITERS:  # each holds a pooled connection
             raise ConfigError(f"PULSE_FLUSH_WRITERS must be <= {MAX_FLUSH_WRITERS}, "
                               f"got {self.PULSE_FLUSH_WRITERS}")
-        # Accepted single heartbeats answered below Flask's dispatch (app/api/beacon/fast_path.py).
+        # Accepted single heartbeats answered below Flask's dispatch (app/ingest/fast_path.py).
         self.PULSE_HEARTBEAT_FAST_PATH = env.get("PULSE_HEARTBEAT_FAST_PATH", "1") != "0"
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
-        # Embedded mode: run Celery task functions from an in-process scheduler thread.
-        self.PULSE_EMBEDDED_SCHEDULER = env.get("PULSE_EMBEDDED_SCHEDULER", "1") != "0"
 
         self.API_TITLE = "Pulse API"
         self.API_VERSION = "v1"
@@ -107,7 +105,7 @@ class TestConfig(Config):
     TESTING = True
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        base = {"SECRET_KEY": "test-secret-key-" + "x" * 32, "PULSE_EMBEDDED_SCHEDULER": "0"}
+        base = {"SECRET_KEY": "test-secret-key-" + "x" * 32}
         base.update(env or {})
         super().__init__(base)
         self.TESTING = True

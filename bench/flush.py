@@ -5,9 +5,9 @@ table, accept-to-row lag, and Redis bytes per live point (SPEC §9).
 
 Starts a throwaway PostgreSQL and Redis, migrates (flask CLI), then in-process (an app
 context on those servers) creates a node with three probes and, each round: pushes
---points points into the pending stream through `app.services.ingest.ingest` (one call per
+--points points into the pending stream through `app.ingest.heartbeats.ingest` (one call per
 --ingest-batch heartbeats of 3 results, distinct timestamps 1 s apart), times
-`app.services.flush.flush_pending()`, truncates, and times `COPY metrics FROM STDIN` of the
+`app.history.flush.flush_pending()`, truncates, and times `COPY metrics FROM STDIN` of the
 same rows in one transaction (psycopg2 copy_expert; the text is built before the clock
 starts), plus the same COPY cut into 100-row transactions (the flush's transaction size).
 
@@ -15,7 +15,7 @@ Lag: heartbeats stamped "now" are ingested at --lag-rate a second for --lag-seco
 thread runs flush_pending every 10 s (the beat schedule; no early flushes, so this is the
 worst case); lag = created_at - timestamp of each row.
 
-Live cache: one series filled through node_writes.write_points (the ingest script) with
+Live cache: one series filled through app.ingest.store.write_points (ingest's writes) with
 60, 120 and 200 points;
 MEMORY USAGE (SAMPLES 0) / points and OBJECT ENCODING.
 """
@@ -99,7 +99,7 @@ def reset_redis(app) -> None:
 def fill_pending(app, node_id, probe_ids, points: int, ingest_batch: int,
                  newest_ms: int) -> tuple[float, list[tuple]]:
     """Ingest heartbeats of 3 results; returns (seconds, the rows they stand for)."""
-    from app.services.ingest import ingest
+    from app.ingest.heartbeats import ingest
 
     beats = points // len(probe_ids)
     rows = []
@@ -148,7 +148,7 @@ def round_span_ms(points: int) -> int:
 
 
 def one_round(app, node_id, probe_ids, args, round_no: int) -> dict:
-    from app.services.flush import flush_pending
+    from app.history.flush import flush_pending
 
     truncate(app)
     reset_redis(app)
@@ -181,8 +181,8 @@ def one_round(app, node_id, probe_ids, args, round_no: int) -> dict:
 
 def measure_lag(app, node_id, probe_ids, seconds: float, rate: int) -> dict:
     """Ingest heartbeats stamped now while a thread flushes every 10 s; row lag stats."""
-    from app.services.flush import flush_pending
-    from app.services.ingest import ingest
+    from app.history.flush import flush_pending
+    from app.ingest.heartbeats import ingest
 
     truncate(app)
     reset_redis(app)
@@ -228,9 +228,9 @@ def measure_lag(app, node_id, probe_ids, seconds: float, rate: int) -> dict:
 
 def live_memory(app, sizes: list[int]) -> list[dict]:
     from app.extensions import get_redis
-    from app.services import live_cache
-    from app.services.keys import live_key
-    from app.services.node_writes import write_points
+    from app.history import live_cache
+    from app.ingest.store import write_points
+    from app.redis_keys import live_key
 
     results = []
     with app.app_context():

@@ -30,7 +30,7 @@ RETRY = {
 
 @shared_task(name="worker.tasks.flush_metrics", **RETRY)
 def flush_metrics() -> dict:
-    from app.services.flush import flush_pending
+    from app.history.flush import flush_pending
 
     report = flush_pending()
     return {"entries": report.entries, "rows": report.rows, "inserted": report.inserted}
@@ -38,14 +38,14 @@ def flush_metrics() -> dict:
 
 @shared_task(name="worker.tasks.aggregate_minute", **RETRY)
 def aggregate_minute() -> int:
-    from app.services.aggregation import aggregate_pending_minutes
+    from app.history.aggregation import aggregate_pending_minutes
 
     return aggregate_pending_minutes()
 
 
 @shared_task(name="worker.tasks.prune_metrics", **RETRY)
 def prune_metrics() -> dict:
-    from app.services.retention import prune
+    from app.history.retention import prune
 
     return prune()
 
@@ -54,7 +54,7 @@ def prune_metrics() -> dict:
 def _count_retry(sender=None, **kwargs) -> None:
     try:
         from app.extensions import get_redis
-        from app.telemetry import record_stats
+        from app.telemetry.stats import record_stats
 
         handle = get_redis()
         record_stats(handle.client, handle.prefix, {"task_retries": 1})

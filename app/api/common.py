@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import flask_smorest
@@ -11,7 +10,8 @@ import marshmallow as ma
 from flask import request
 from webargs.flaskparser import FlaskParser
 
-from app.api.errors import ApiError, validation_error
+from app.errors import ApiError, validation_error
+from app.timeutil import iso_utc
 
 
 class PulseParser(FlaskParser):
@@ -98,16 +98,6 @@ class StrictBoolean(ma.fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid")
         return value
-
-
-def iso_utc(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z; naive values (SQLite) are taken as UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    text = value.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
 
 
 class UtcDateTime(ma.fields.DateTime):

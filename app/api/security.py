@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from flask import g, request
 
-from app.api.errors import ApiError
+from app.errors import ApiError
 from app.services.auth import Principal, authenticate
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import (
@@ -25,6 +28,8 @@ PORT_RANGE = (1, 65535)
 INTERVAL_RANGE = (60, 300)
 COUNT_RANGE = (1, 100)
 TIMEOUT_RANGE = (1, 30)
+# What a Beacon runs of a probe (beacon config, declared probes, config version).
+PROBE_SETTINGS = ("type", "target", "port", "interval_seconds", "count", "timeout_seconds")
 
 
 class Probe(db.Model):
@@ -61,3 +66,12 @@ class Probe(db.Model):
     updated_at: Mapped[datetime] = mapped_column(
         Timestamp, nullable=False, default=utcnow, onupdate=utcnow
     )
+
+
+def config_version_of(probes: Iterable[Probe]) -> str:
+    """An opaque version of a node's enabled probe set: any change to the set changes it."""
+    canonical = sorted(
+        [str(p.id), *(getattr(p, k) for k in PROBE_SETTINGS)] for p in probes if p.enabled
+    )
+    digest = hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+    return "cv-" + digest[:16]

@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.extensions import db
 from app.models import ApiToken, Node, User
 from app.models.user import ROLES
-from app.services.tokens import API_PREFIX, NODE_PREFIX, hash_token, hashes_match, new_token
+from app.tokens import API_PREFIX, NODE_PREFIX, hash_token, hashes_match, new_token
 
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 _ACCESS_SALT = "pulse-access-token"

@@ -7,9 +7,9 @@ import uuid
 from sqlalchemy import select
 
 from app.extensions import db
+from app.ingest.node_lookup import invalidate_node
 from app.models import Probe
-from app.services.events import config_changed
-from app.services.probes import SETTINGS, config_version_of
+from app.models.probe import PROBE_SETTINGS, config_version_of
 
 
 def beacon_config(node_id: uuid.UUID) -> dict:
@@ -43,7 +43,7 @@ def declare_probes(node_id: uuid.UUID, declared: list[dict]) -> dict:
             db.session.add(probe)
             changed = True
         elif probe.source == "beacon":
-            for name in SETTINGS:
+            for name in PROBE_SETTINGS:
                 if getattr(probe, name) != item[name]:
                     setattr(probe, name, item[name])
                     changed = True
@@ -54,6 +54,6 @@ def declare_probes(node_id: uuid.UUID, declared: list[dict]) -> dict:
             changed = True
     db.session.commit()
     if changed:  # a Beacon restart re-declaring the same probes voids no cache anywhere
-        config_changed(node_id)
+        invalidate_node(node_id)
     remaining = db.session.scalars(select(Probe).where(Probe.node_id == node_id)).all()
     return {"config_version": config_version_of(remaining), "probes": answered}

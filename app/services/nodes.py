@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from app.errors import ApiError
 from app.extensions import db
+from app.ingest.node_lookup import forget_token, invalidate_node
 from app.models import EnrollmentToken, Node
-from app.services.errors import ApiError
-from app.services.events import config_changed
-from app.services.tokens import ENROLL_PREFIX, NODE_PREFIX, hash_token, new_token
+from app.tokens import ENROLL_PREFIX, NODE_PREFIX, hash_token, new_token
 
 ONLINE_WINDOW = timedelta(minutes=3)
 
@@ -65,7 +65,7 @@ def update_node(node: Node, changes: dict) -> Node:
     except IntegrityError as exc:
         db.session.rollback()
         raise node_exists_error(name or node.name) from exc
-    config_changed(node.id)
+    invalidate_node(node.id)
     return node
 
 
@@ -74,21 +74,17 @@ def rotate_node_token(node: Node) -> str:
     token = new_token(NODE_PREFIX)
     node.token_hash = hash_token(token)
     db.session.commit()
-    from app.services.node_cache import forget_token  # local: avoids an import cycle
-
     forget_token(old_hash)
-    config_changed(node.id)
+    invalidate_node(node.id)
     return token
 
 
 def delete_node(node: Node) -> None:
-    from app.services.node_cache import forget_token
-
     node_id, token_hash = node.id, node.token_hash
     db.session.delete(node)
     db.session.commit()
     forget_token(token_hash)
-    config_changed(node_id)
+    invalidate_node(node_id)
 
 
 def list_nodes(page: int = 1, per_page: int = 100):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.extensions import get_redis
 from app.models import Node
-from app.services.keys import node_seen_key, presence_key
+from app.redis_keys import node_seen_key, presence_key
 from app.services.nodes import node_status
 
 MINUTES_PER_DAY = 1440
@@ -20,7 +20,7 @@ def _day(ts: datetime) -> str:
 def mark_present(pipe, prefix: str, node_id: str, at: datetime) -> None:
     """Set the bit of `at`'s minute in the node's day bitmap (queued on a pipeline).
 
-    Ingest sets the same bit in its own round trip (node_writes); this is for seeding presence
+    Ingest sets the same bit in its own round trip (app.ingest.store); this is for seeding presence
     outside a heartbeat (tests, imports)."""
     minute = at.hour * 60 + at.minute
     key = presence_key(prefix, node_id, _day(at))

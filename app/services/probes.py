@@ -1,20 +1,20 @@
-"""Probe configuration: create, change, delete, and each node's config version."""
+"""Probe configuration: create, change, delete, and each node's config version.
+
+Every change voids the node's cached state (ingest.node_lookup) here, so a change made
+through the API, the dashboard, the CLI or a worker is seen by ingest at once."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
-from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from app.errors import ApiError
 from app.extensions import db
+from app.ingest.node_lookup import invalidate_node
 from app.models import Node, Probe
-from app.services.errors import ApiError
-
-SETTINGS = ("type", "target", "port", "interval_seconds", "count", "timeout_seconds")
+from app.models.probe import config_version_of
 
 
 def probe_exists_error(data: dict) -> ApiError:
@@ -58,6 +58,7 @@ def create_probe(data: dict, source: str = "api") -> Probe:
     probe = Probe(source=source, **data)
     db.session.add(probe)
     _commit_or_conflict(data)
+    invalidate_node(probe.node_id)
     return probe
 
 
@@ -86,12 +87,15 @@ def update_probe(probe: Probe, changes: dict) -> Probe:
         if key != "node_id":
             setattr(probe, key, value)
     _commit_or_conflict(merged)
+    invalidate_node(probe.node_id)
     return probe
 
 
 def delete_probe(probe: Probe) -> None:
+    node_id = probe.node_id
     db.session.delete(probe)
     db.session.commit()
+    invalidate_node(node_id)
 
 
 def list_probes(node_id=None, type_=None, page: int = 1, per_page: int = 50):
@@ -112,15 +116,6 @@ def list_probes(node_id=None, type_=None, page: int = 1, per_page: int = 50):
         total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     pages = (total + per_page - 1) // per_page if total else 0
     return rows, {"page": page, "per_page": per_page, "total": total, "pages": pages}
-
-
-def config_version_of(probes: Iterable[Probe]) -> str:
-    """An opaque version of a node's enabled probe set: any change to the set changes it."""
-    canonical = sorted(
-        [str(p.id), *(getattr(p, k) for k in SETTINGS)] for p in probes if p.enabled
-    )
-    digest = hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
-    return "cv-" + digest[:16]
 
 
 def node_config_version(node_id: uuid.UUID) -> str:

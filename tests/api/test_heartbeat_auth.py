@@ -150,7 +150,7 @@ def test_foreign_probe_in_single_probe_form_is_400(client, node_headers, body, o
 def test_nothing_is_stored_when_a_probe_is_foreign(app, client, node_headers, body,
                                                    other_probe):
     from app.extensions import get_redis
-    from app.services.pending import pending_length
+    from app.history.pending import pending_length
 
     body["results"][0]["probe_id"] = other_probe["id"]
     client.post(URL, json=body, headers=node_headers)

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db, get_redis
+from app.history.flush import flush_pending
+from app.history.live_cache import read_series
+from app.history.pending import pending_length
 from app.models import Metric
-from app.services.flush import flush_pending
-from app.services.live_cache import read_series
-from app.services.pending import pending_length
 
 URL = "/api/v1/beacon/heartbeats"
 

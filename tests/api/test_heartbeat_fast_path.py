@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from app.api.beacon import fast_path
+from app.ingest import fast_path
 from app.api.beacon import resources as beacon_resources
 from app.api.beacon.schemas import BatchAnswerSchema, HeartbeatAnswerSchema
 from tests.support.api import assert_error
@@ -149,19 +149,6 @@ def test_telemetry_counts_each_request_once(app, client, node, node_headers, nod
                                      {"outcome": "accepted"}) - accepted_before == 3
 
 
-def test_the_embedded_scheduler_starts_on_a_fast_path_request(app, client, node,
-                                                              node_headers, node_probes,
-                                                              make_heartbeat):
-    calls = []
-    app.extensions["pulse_ensure_scheduler"] = lambda: calls.append(1)
-    try:
-        body = make_heartbeat(node["id"], datetime.now(UTC), node_probes)
-        assert client.post(URL, json=body, headers=node_headers).status_code == 200
-    finally:
-        del app.extensions["pulse_ensure_scheduler"]
-    assert calls == [1]
-
-
 def test_answers_agree_with_their_documented_schemas(client, node, node_headers, node_probes,
                                                      make_heartbeat):
     body = make_heartbeat(node["id"], datetime.now(UTC), node_probes)
@@ -180,7 +167,7 @@ def test_a_backend_outage_is_tried_once_then_503(app, client, node, node_headers
                                                  make_heartbeat, monkeypatch):
     import redis
 
-    from app.services import node_writes
+    from app.ingest import store as node_writes
 
     body = make_heartbeat(node["id"], datetime.now(UTC), node_probes)
     assert client.post(URL, json=body, headers=node_headers).status_code == 200  # warm
@@ -202,8 +189,8 @@ def test_a_failed_early_flush_request_does_not_store_the_heartbeat_twice(
     import redis
 
     from app.extensions import get_redis
-    from app.services import ingest as ingest_service
-    from app.services.keys import pending_points_key, pending_stream
+    from app.ingest import store as ingest_service
+    from app.redis_keys import pending_points_key, pending_stream
 
     with app.app_context():
         handle = get_redis()

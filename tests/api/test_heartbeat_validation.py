@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.api.common import iso_utc
-from app.services.heartbeat_rules import MAX_FUTURE_MS, parse_timestamp
+from app.ingest.rules import MAX_FUTURE_MS, parse_timestamp
 from tests.support import api
 
 URL = "/api/v1/beacon/heartbeat"
@@ -196,7 +196,7 @@ def test_timestamp_edges_exactly():
 def test_result_timestamp_defaults_to_the_top_levels(app, client, node_headers, node,
                                                      node_probes, make_heartbeat):
     from app.extensions import get_redis
-    from app.services.live_cache import read_series
+    from app.history.live_cache import read_series
 
     top = (datetime.now(UTC) - timedelta(minutes=2)).replace(microsecond=0)
     own = top - timedelta(seconds=30)
@@ -298,7 +298,7 @@ def test_single_probe_form_counts_one(post, body, beacon):
 def test_single_probe_form_stores_the_summary_as_that_probes_point(
         app, client, node, node_headers, node_probes, make_heartbeat):
     from app.extensions import get_redis
-    from app.services.live_cache import read_series
+    from app.history.live_cache import read_series
 
     ts = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
     body = make_heartbeat(node["id"], ts, results=None, probe_id=node_probes[1],
@@ -384,7 +384,7 @@ def test_body_must_be_an_object(shared_client, beacon, payload):
 
 def _node_on(app, name: str, probes: int = 1) -> tuple[str, dict, list[str]]:
     """A node (and probes) made through the services of an app built by app_factory."""
-    from app.services.events import config_changed
+    from app.ingest.node_lookup import invalidate_node
     from app.services.nodes import create_node
     from app.services.probes import create_probe
 
@@ -392,7 +392,7 @@ def _node_on(app, name: str, probes: int = 1) -> tuple[str, dict, list[str]]:
         node, token = create_node(name)
         ids = [str(create_probe({"node_id": node.id, "type": "TCP", "target": "192.0.2.9",
                                  "port": 1000 + i}).id) for i in range(probes)]
-        config_changed(node.id)
+        invalidate_node(node.id)
         return str(node.id), {"Authorization": f"Bearer {token}"}, ids
 
 

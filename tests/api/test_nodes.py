@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from app.extensions import db, get_redis
 from app.models import EnrollmentToken, Metric, Node, Probe
-from app.services.keys import node_seen_key
+from app.redis_keys import node_seen_key
 from app.services.presence import mark_present
-from app.services.tokens import hash_token
+from app.tokens import hash_token
 from tests.support.api import assert_error
 
 URL = "/api/v1/nodes"

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from app.extensions import db, get_redis
-from app.services.keys import node_state_key
+from app.redis_keys import node_state_key
 from app.services.probes import node_config_version
 from tests.support.api import assert_error
 

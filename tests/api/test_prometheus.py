@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.services.flush import flush_pending
+from app.history.flush import flush_pending
 
 BEAT = "/api/v1/beacon/heartbeat"
 

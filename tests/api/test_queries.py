@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 import pytest
 
 from app.api.common import iso_utc
-from app.services.aggregation import aggregate_pending_minutes
-from app.services.flush import flush_pending
+from app.history.aggregation import aggregate_pending_minutes
+from app.history.flush import flush_pending
 
 BEAT = "/api/v1/beacon/heartbeat"
 BATCH = "/api/v1/beacon/heartbeats"
@@ -364,7 +364,7 @@ def test_viewer_reads_anonymous_and_node_tokens_do_not(client, viewer, operator,
                                  datetime(2026, 1, 30, 23, 59, 59, tzinfo=UTC)])
 def test_uptime_window_is_the_last_1440_minutes_with_the_current_one(app, node, now):
     from app.extensions import get_redis
-    from app.services.keys import presence_key
+    from app.redis_keys import presence_key
     from app.services.presence import mark_present, uptime_24h
 
     with app.app_context():

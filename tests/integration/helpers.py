@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, text
 
 from app.extensions import db, get_redis
+from app.history import pending
 from app.models import Metric
+from app.redis_keys import pending_stream
 from app.services import auth as auth_service
-from app.services import pending
 
 
 def iso(ts: datetime) -> str:
@@ -76,7 +77,7 @@ def pending_state(app) -> tuple[int, int]:
     """(entries in the stream, entries read but not acknowledged)."""
     with app.app_context():
         handle = get_redis()
-        stream = pending.pending_stream_key(handle.prefix)
+        stream = pending_stream(handle.prefix)
         length = handle.client.xlen(stream)
         try:
             info = handle.client.xpending(stream, pending.GROUP)

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db, get_redis
+from app.history.live_cache import LIVE_WINDOW_MS
+from app.ingest.heartbeats import ingest
 from app.models import Metric
-from app.services.ingest import ingest
-from app.services.keys import live_key
-from app.services.live_cache import LIVE_WINDOW_MS
+from app.redis_keys import live_key
 from tests.integration.helpers import iso, setup_node
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import pytest
 from psycopg2 import OperationalError
 from psycopg2 import errors as pg_errors
 
-from app.services import flush_writers
-from app.services.flush import flush_pending
-from app.services.ingest import ingest
+from app.history import flush_writers
+from app.history.flush import flush_pending
+from app.ingest.heartbeats import ingest
 from tests.integration.helpers import (
     duplicate_groups,
     heartbeat,
@@ -122,7 +122,7 @@ def test_a_deadlocked_batch_is_written_again(pg_app, monkeypatch, caplog):
         return real(self, rows)
 
     monkeypatch.setattr(flush_writers.PostgresWriter, "_write_once", deadlock_once)
-    with caplog.at_level(logging.WARNING, logger="app.services.flush_writers"), \
+    with caplog.at_level(logging.WARNING, logger="app.history.flush_writers"), \
             pg_app.app_context():
         report = flush_pending()
     assert raised == [True]

@@ -41,7 +41,7 @@ def test_heartbeats_become_exact_rows_once(pg_app, celery_processes):
     wait_until(lambda: raw_count(pg_app) == 60, 40, message="60 raw rows")
     assert pending_state(pg_app) == (0, 0)
     with pg_app.app_context():
-        from app.services.flush import flush_pending
+        from app.history.flush import flush_pending
 
         assert flush_pending().inserted == 0  # a re-run writes nothing
         rows = db.session.scalars(select(Metric).where(
@@ -60,7 +60,7 @@ def test_worker_killed_mid_flush_loses_and_doubles_nothing(pg_app, server_env, c
     ctx = setup_node(pg_app, probe_count=10)
     start = recent(3 * 3600)
     with pg_app.app_context():
-        from app.services.ingest import ingest
+        from app.ingest.heartbeats import ingest
 
         items = [heartbeat(ctx["node_id"], ctx["probe_ids"], start + timedelta(seconds=i))
                  for i in range(1000)]

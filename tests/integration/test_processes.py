@@ -64,7 +64,7 @@ def test_embedded_mode_flows_end_to_end(tmp_path):
            "CELERY_BROKER_URL": ""}
     subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
                    env={**os.environ, **env}, check=True, capture_output=True)
-    proc = start([str(BIN / "flask"), "--app", "wsgi", "run", "--port", str(port)], env,
+    proc = start([str(BIN / "flask"), "--app", "wsgi", "serve", "--port", str(port)], env,
                  tmp_path / "flask.log")
     try:
         wait_for_port(port)

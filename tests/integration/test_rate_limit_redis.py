@@ -66,7 +66,7 @@ def test_a_flushed_script_cache_is_reloaded(limited_app, redis_server, monkeypat
     library's script is loaded again and the hit counted once."""
     import redis
 
-    from app.services import rate_limit
+    from app.ingest import rate_limit
 
     sent = []
     real = rate_limit.round_trip

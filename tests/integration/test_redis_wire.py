@@ -10,7 +10,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from app.services import redis_wire
+from app.ingest import redis_wire
 
 pytestmark = pytest.mark.integration
 

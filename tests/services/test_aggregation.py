@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from app.api.common import iso_utc
 from app.extensions import db
+from app.history.aggregation import aggregate_minute, aggregate_pending_minutes
+from app.history.flush import flush_pending
 from app.models import Metric
-from app.services.aggregation import aggregate_minute, aggregate_pending_minutes
-from app.services.flush import flush_pending
 
 BATCH = "/api/v1/beacon/heartbeats"
 

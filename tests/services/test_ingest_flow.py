@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.history.aggregation import aggregate_pending_minutes
+from app.history.flush import flush_pending
 from app.models import Metric
-from app.services.aggregation import aggregate_pending_minutes
-from app.services.flush import flush_pending
 
 
 def iso(ts: datetime) -> str:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app import redis_keys as keys
 from app.extensions import get_redis
-from app.services import keys
-from app.services.live_cache import (
+from app.history.live_cache import (
     LIVE_TTL_SECONDS,
     LIVE_WINDOW_MS,
     NODE_SERIES,
@@ -19,7 +19,7 @@ from app.services.live_cache import (
     read_many,
     read_series,
 )
-from app.services.node_writes import write_points
+from app.ingest.store import write_points
 
 NODE = "5b0c3c1e-8d4f-4c43-9d3e-1f2a3b4c5d6e"
 PROBE = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"

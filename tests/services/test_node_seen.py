@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.extensions import db
+from app.history.flush import flush_pending
 from app.models import Node
-from app.services.flush import flush_pending
 
 BEAT = "/api/v1/beacon/heartbeat"
 

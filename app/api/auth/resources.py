@@ -18,8 +18,8 @@ from app.api.auth.schemas import (
     UserSchema,
 )
 from app.api.common import Blueprint
-from app.api.errors import ApiError
 from app.api.security import require_role
+from app.errors import ApiError
 from app.extensions import db
 from app.models import ApiToken, User
 from app.services import auth as auth_service

@@ -12,7 +12,6 @@ import uuid
 from flask import jsonify, make_response, request
 from flask.views import MethodView
 
-from app.api.beacon.fast_path import BACKEND_DOWN, RATE_COUNTED, heartbeat_answer
 from app.api.beacon.schemas import (
     BatchAnswerSchema,
     BeaconConfigSchema,
@@ -26,15 +25,16 @@ from app.api.beacon.schemas import (
     RegisterSchema,
 )
 from app.api.common import Blueprint, load_json_body, require_json_body
-from app.api.errors import ApiError
 from app.api.security import bearer_token
+from app.errors import ApiError
+from app.ingest.fast_path import BACKEND_DOWN, RATE_COUNTED
+from app.ingest.heartbeats import heartbeat_answer, ingest
+from app.ingest.node_lookup import resolve_node_token
+from app.ingest.rate_limit import check_node_rate
+from app.ingest.rules import check_node_id
 from app.services import nodes as node_service
 from app.services.beacon_config import beacon_config, declare_probes
-from app.services.heartbeat_rules import check_node_id
-from app.services.ingest import ingest
-from app.services.node_cache import resolve_node_token
-from app.services.rate_limit import check_node_rate
-from app.telemetry import HEARTBEATS
+from app.telemetry.metrics import HEARTBEATS
 
 blp = Blueprint("beacon", __name__, url_prefix="/api/v1/beacon",
                 description="Beacon registration, configuration and heartbeats")

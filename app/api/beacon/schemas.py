@@ -1,4 +1,4 @@
-"""Beacon-facing payloads. Heartbeats are validated by app.services.heartbeat_rules (the
+"""Beacon-facing payloads. Heartbeats are validated by app.ingest.rules (the
 hot path); these schemas document them in OpenAPI and validate the config calls."""
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from app.api.drift.schemas import (
     InstanceArgsSchema,
     InstanceListSchema,
 )
-from app.api.errors import ApiError
 from app.api.security import current_principal, require_role
+from app.errors import ApiError
 from app.services import drift as drift_service
 
 blp = Blueprint("drift", __name__, url_prefix="/api/drift", description="Config drift")

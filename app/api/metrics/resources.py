@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from app.api.common import Blueprint
-from app.api.errors import ApiError
 from app.api.metrics.schemas import LiveSchema, MetricsArgsSchema, MetricsSchema, OverviewSchema
 from app.api.security import require_role
+from app.errors import ApiError
 from app.extensions import db
+from app.history import queries
 from app.models import Node, Probe
-from app.services import queries
 from app.services.nodes import get_node
 from app.services.presence import node_views
 

@@ -6,17 +6,14 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.common import UtcDateTime
+from app.timeutil import from_ms, iso_utc
 
 
 class EpochMsDateTime(fields.Field):
     """Serialises an epoch-ms integer as ISO 8601 UTC with a Z."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        from datetime import UTC, datetime
-
-        from app.api.common import iso_utc
-
-        return iso_utc(datetime.fromtimestamp(value / 1000, UTC)) if value is not None else None
+        return iso_utc(from_ms(value)) if value is not None else None
 
 
 class MetricsArgsSchema(ma.Schema):

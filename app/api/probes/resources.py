@@ -6,7 +6,6 @@ from flask import jsonify
 from flask.views import MethodView
 
 from app.api.common import Blueprint
-from app.api.errors import ApiError
 from app.api.probes.schemas import (
     ConfirmArgsSchema,
     ProbeCreateSchema,
@@ -18,8 +17,8 @@ from app.api.probes.schemas import (
     probe_json,
 )
 from app.api.security import require_role
+from app.errors import ApiError
 from app.services import probes as probe_service
-from app.services.events import config_changed
 
 blp = Blueprint("probes", __name__, url_prefix="/api/v1/probes", description="Probe configuration")
 
@@ -42,9 +41,7 @@ class ProbeCollection(MethodView):
     @blp.response(201, ProbeSchema)
     def post(self, data):
         """Create a probe"""
-        probe = probe_service.create_probe(data)
-        config_changed(probe.node_id)
-        return probe
+        return probe_service.create_probe(data)
 
 
 @blp.route("/<probe_id>")
@@ -61,9 +58,7 @@ class ProbeItem(MethodView):
     def put(self, data, probe_id):
         """Replace a probe's settings"""
         probe = probe_service.get_probe(probe_id)
-        probe = probe_service.update_probe(probe, data)
-        config_changed(probe.node_id)
-        return probe
+        return probe_service.update_probe(probe, data)
 
     @require_role("operator")
     @blp.arguments(ProbePatchSchema)
@@ -71,9 +66,7 @@ class ProbeItem(MethodView):
     def patch(self, data, probe_id):
         """Change some of a probe's settings"""
         probe = probe_service.get_probe(probe_id)
-        probe = probe_service.update_probe(probe, data)
-        config_changed(probe.node_id)
-        return probe
+        return probe_service.update_probe(probe, data)
 
     @require_role("operator")
     @blp.arguments(ConfirmArgsSchema, location="query")
@@ -84,6 +77,4 @@ class ProbeItem(MethodView):
         if not args["confirm"]:
             raise ApiError(400, "ERR_CONFIRMATION_REQUIRED",
                            "Deleting a probe needs ?confirm=true")
-        node_id = probe.node_id
         probe_service.delete_probe(probe)
-        config_changed(node_id)

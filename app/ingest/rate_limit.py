@@ -20,8 +20,8 @@ from limits import parse
 from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from app.services.errors import ApiError
-from app.services.redis_wire import raise_error_replies, round_trip
+from app.errors import ApiError
+from app.ingest.redis_wire import raise_error_replies, round_trip
 
 
 def init_rate_limit(app: Flask) -> None:

@@ -23,8 +23,9 @@ from psycopg2 import errors as pg_errors
 from sqlalchemy import select
 
 from app.extensions import db
+from app.history import pending
 from app.models import Metric, Probe
-from app.services import pending
+from app.timeutil import from_ms
 
 log = logging.getLogger(__name__)
 ROWS_PER_TRANSACTION = 100
@@ -52,10 +53,6 @@ ON CONFLICT (probe_id, timestamp, is_aggregated) DO NOTHING
 """
 
 
-def to_datetime(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC)
-
-
 def dedupe(rows: list[pending.PendingRow]) -> list[pending.PendingRow]:
     latest: dict[tuple[str, int], pending.PendingRow] = {}
     for row in rows:
@@ -66,7 +63,7 @@ def dedupe(rows: list[pending.PendingRow]) -> list[pending.PendingRow]:
 def _copy_text(rows: list[pending.PendingRow]) -> io.StringIO:
     buffer = io.StringIO()
     for r in rows:
-        buffer.write(f"{r.node_id}\t{r.probe_id}\t{to_datetime(r.ts_ms).isoformat()}\t"
+        buffer.write(f"{r.node_id}\t{r.probe_id}\t{from_ms(r.ts_ms).isoformat()}\t"
                      f"{r.latency_ms:.2f}\t{r.packet_loss_rate:.4f}\t{r.jitter_ms:.2f}\n")
     buffer.seek(0)
     return buffer
@@ -137,7 +134,7 @@ class SessionWriter:
         now = datetime.now(UTC)
         values = [
             {"node_id": uuid.UUID(r.node_id), "probe_id": uuid.UUID(r.probe_id),
-             "timestamp": to_datetime(r.ts_ms), "latency_ms": round(r.latency_ms, 2),
+             "timestamp": from_ms(r.ts_ms), "latency_ms": round(r.latency_ms, 2),
              "packet_loss_rate": round(r.packet_loss_rate, 4),
              "jitter_ms": round(r.jitter_ms, 2), "is_aggregated": False, "created_at": now}
             for r in rows if (r.probe_id, r.node_id) in known

@@ -1,7 +1,7 @@
 """Validation of heartbeat items (SPEC §5), hand-written because it is the hot path.
 
 Each check names the field and its error code; a heartbeat with one failing field is
-answered with that field's code, several with ERR_VALIDATION (app.api.errors).
+answered with that field's code, several with ERR_VALIDATION (app.api.error_handlers).
 """
 
 from __future__ import annotations

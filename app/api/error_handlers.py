@@ -1,9 +1,11 @@
-"""One error family: every API error is {"code", "message", "details"}."""
+"""The one error family of the HTTP answers: every error is {"code", "message", "details"}.
+
+The errors themselves (ApiError, validation_error) live in app.errors, where services and
+the ingest path raise them without importing the API."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import marshmallow as ma
 import redis
@@ -11,8 +13,8 @@ import sqlalchemy.exc
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from app.errors import ApiError, validation_error
 from app.extensions import db
-from app.services.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -48,41 +50,6 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
-
-
-def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
-    """{"results": {0: {"port": [..]}}} -> {"results.0.port": [..]}."""
-    flat: dict[str, list[str]] = {}
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            flat.update(flatten_messages(value, name))
-    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        flat[prefix or "_schema"] = list(messages)
-    elif isinstance(messages, list):
-        for i, value in enumerate(messages):
-            flat.update(flatten_messages(value, f"{prefix}.{i}" if prefix else str(i)))
-    else:
-        flat[prefix or "_schema"] = [str(messages)]
-    return flat
-
-
-def validation_error(messages: Any, error_codes: dict[str, str] | None = None) -> ApiError:
-    """Turn marshmallow messages into one ApiError.
-
-    One failing field answers with that field's own code (looked up by its leaf name in
-    `error_codes`); several fields answer ERR_VALIDATION with every field listed.
-    """
-    fields = flatten_messages(messages)
-    codes = error_codes or {}
-    if len(fields) == 1:
-        name, msgs = next(iter(fields.items()))
-        code = codes.get(name.rsplit(".", 1)[-1], "ERR_VALIDATION")
-        message = f"{name}: {msgs[0]}" if name != "_schema" else msgs[0]
-    else:
-        code = "ERR_VALIDATION"
-        message = "Invalid fields: " + ", ".join(sorted(fields))
-    return ApiError(400, code, message, {"fields": fields})
 
 
 def _rollback_quietly() -> None:

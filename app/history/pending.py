@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import redis
 
-from app.services.keys import pending_points_key, pending_stream
-from app.services.live_cache import Point
+from app.history.live_cache import Point
+from app.redis_keys import pending_points_key, pending_stream
 
 GROUP = "flushers"
 
@@ -110,18 +110,10 @@ def count_command(prefix: str, points: int) -> tuple:
     return ("INCRBY", pending_points_key(prefix), points)
 
 
-def pending_points(client, prefix: str) -> int:
-    return max(0, int(client.get(pending_points_key(prefix)) or 0))
-
-
 def reset_count_if_empty(client, prefix: str) -> None:
     """The count is advisory (early flushes, /metrics); re-zero it when the stream is empty."""
     if client.xlen(pending_stream(prefix)) == 0:
         client.set(pending_points_key(prefix), 0)
-
-
-def pending_stream_key(prefix: str) -> str:
-    return pending_stream(prefix)
 
 
 def pending_length(client, prefix: str) -> int:

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from flask import current_app
 
 from app.extensions import db, get_redis
+from app.history import pending
+from app.history.aggregation import mark_minutes_dirty
+from app.history.early_flush import clear_early_flush_flag
+from app.history.flush_writers import ROWS_PER_TRANSACTION, WriterPool
 from app.models import Node
-from app.services import pending
-from app.services.aggregation import mark_minutes_dirty
-from app.services.flush_writers import ROWS_PER_TRANSACTION, WriterPool, to_datetime
-from app.services.keys import node_seen_key, seen_dirty_key
-from app.services.scheduling import clear_early_flush_flag
-from app.telemetry import record_stats
+from app.redis_keys import node_seen_key, pending_stream, seen_dirty_key
+from app.telemetry.stats import record_stats
+from app.timeutil import from_ms
 
 log = logging.getLogger(__name__)
 ENTRIES_PER_READ = 200
@@ -133,10 +134,10 @@ def flush_pending(max_seconds: float = DEFAULT_MAX_SECONDS) -> FlushReport:
 def _forget_consumer(client, prefix: str, consumer: str) -> None:
     """Drop this run's consumer name if it holds nothing, so names do not pile up."""
     try:
-        info = client.xpending_range(pending.pending_stream_key(prefix), pending.GROUP,
+        info = client.xpending_range(pending_stream(prefix), pending.GROUP,
                                      min="-", max="+", count=1, consumername=consumer)
         if not info:
-            client.xgroup_delconsumer(pending.pending_stream_key(prefix), pending.GROUP, consumer)
+            client.xgroup_delconsumer(pending_stream(prefix), pending.GROUP, consumer)
     except Exception:  # Redis gone mid-run: the next run cleans up
         log.debug("could not drop consumer %s", consumer, exc_info=True)
 
@@ -153,7 +154,7 @@ def persist_node_seen(batch: int = 500) -> int:
         node = db.session.get(Node, uuid.UUID(node_id))
         if node is None or not state:
             continue
-        node.last_seen_at = to_datetime(int(state[b"last_seen_ms"]))
+        node.last_seen_at = from_ms(int(state[b"last_seen_ms"]))
         if b"agent_version" in state:
             node.agent_version = state[b"agent_version"].decode()[:64]
         if b"config_version" in state:

@@ -1,27 +1,12 @@
-"""What the ingest hot path needs about a node, cached in Redis instead of PostgreSQL.
+"""What the ingest hot path knows about a node — which node a token belongs to, its probe
+ids and its expected config version — without querying PostgreSQL per heartbeat.
 
-Node tokens resolve through `{prefix}:nodeauth:<sha256>`; a node's expected config
-version and probe ids through `{prefix}:node:{<id>}:state`. Every API process shares
-these keys, so a change is seen everywhere at once:
-
-* A rotated or deleted node's old token hash gets a tombstone (not a plain delete), and
-  positive entries are written with SET NX: a request that read the token row just before
-  the rotation committed cannot re-cache it afterwards.
-* A node's state carries the generation it was computed at; any change to the node or its
-  probes bumps the generation (events.config_changed), so a state computed from rows read
-  before the change is never served after it.
-
-In front of Redis, each process keeps what it resolved in memory, invalidated through Redis
-(SPEC §2): every change also sets the node epoch key to a new random value
-(events.config_changed, forget_token), and an entry is used only while the epoch this
-process last read equals the one the entry was resolved under, and that read is at most
-EPOCH_TRUST_SECONDS old. The read rides along in every ingest round trip (and in every
-lookup here), so a busy process re-reads nothing per heartbeat, a Beacon reporting once a
-minute costs one round trip and not three, and a revoked token or a changed probe set is
-refused everywhere within EPOCH_TRUST_SECONDS. An idle process's stale read makes every
-entry a miss until the next lookup reads the epoch again. Entries also expire after
-LOCAL_MAX_AGE_SECONDS. Ingest revalidates against Redis before it rejects a probe id, so a
-probe created in another process is never refused because of this cache.
+Two cache layers, both invalidated through Redis so a change applies in every process at
+once (SPEC §2): shared Redis entries (token -> node, node -> state; tombstones and a
+per-node generation keep a racing lookup from re-caching an old answer) and each
+process's memory, trusted only while the node epoch it last read is fresh and unchanged.
+`invalidate_node` and `forget_token` are what every change to a node, token or probe set
+calls. The design and its races: docs/architecture.md, "The node lookup cache".
 """
 
 from __future__ import annotations
@@ -34,16 +19,16 @@ from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db, get_redis
+from app.ingest.redis_wire import raise_error_replies, round_trip
 from app.models import Node, Probe
-from app.services.keys import (
+from app.models.probe import config_version_of
+from app.redis_keys import (
     node_auth_key,
     node_epoch_key,
     node_generation_key,
     node_state_key,
 )
-from app.services.probes import config_version_of
-from app.services.redis_wire import raise_error_replies, round_trip
-from app.services.tokens import hash_token, hashes_match
+from app.tokens import hash_token, hashes_match
 
 # Token and state entries do not go stale while invalidation works (tombstones,
 # generations); their TTL bounds how long a lost invalidation (Redis down or losing its last
@@ -209,3 +194,19 @@ def _node_state(node_id: uuid.UUID) -> tuple[tuple[str, frozenset[str]], bytes]:
     pipe.expire(key, STATE_TTL_SECONDS)
     pipe.execute()
     return (version, ids), epoch
+
+
+def invalidate_node(node_id: uuid.UUID | str) -> None:
+    """A node, its token or its probe set changed: void every cached state of that node.
+
+    The generation bump voids a state a concurrent request is computing from older rows;
+    the new node epoch, set last, voids what every process holds in memory (they drop their
+    entries on any new reading, even of an older value).
+    """
+    handle = get_redis()
+    pipe = handle.client.pipeline(transaction=False)
+    pipe.incr(node_generation_key(handle.prefix, str(node_id)))
+    pipe.delete(node_state_key(handle.prefix, str(node_id)))
+    pipe.set(node_epoch_key(handle.prefix), uuid.uuid4().hex)
+    pipe.execute()
+    forget_local(node_id)

@@ -14,7 +14,7 @@ def node_auth_key(prefix: str, token_hash: str) -> str:
 
 def node_epoch_key(prefix: str) -> str:
     """Set to a fresh random value by every change to any node, token or probe set: what
-    each API process's in-memory node cache is checked against (node_cache)."""
+    each API process's in-memory node cache is checked against (app.ingest.node_lookup)."""
     return f"{prefix}:nodes:epoch"
 
 
@@ -56,3 +56,8 @@ def flush_queued_key(prefix: str) -> str:
 def agg_dirty_key(prefix: str) -> str:
     """Minutes (probe_id:minute_ms) whose raw rows changed since their aggregate."""
     return f"{prefix}:agg:dirty"
+
+
+def stats_key(prefix: str) -> str:
+    """Figures of the Celery workers, read by /metrics (telemetry.stats)."""
+    return f"{prefix}:stats"

@@ -7,10 +7,10 @@ import uuid
 import pytest
 
 from app.extensions import get_redis
-from app.services import node_cache
-from app.services.keys import node_auth_key, node_epoch_key, node_state_key
-from app.services.node_cache import forget_token, node_state, resolve_node_token
-from app.services.tokens import hash_token
+from app.ingest import node_lookup as node_cache
+from app.ingest.node_lookup import forget_token, node_state, resolve_node_token
+from app.redis_keys import node_auth_key, node_epoch_key, node_state_key
+from app.tokens import hash_token
 
 
 def test_rotated_token_cannot_be_recached_by_a_racing_lookup(app, node, client, operator):
@@ -58,7 +58,7 @@ def test_probe_created_by_another_process_is_accepted_at_once(app, node, client,
 
     from app.extensions import db
     from app.models import Probe
-    from app.services.keys import node_generation_key
+    from app.redis_keys import node_generation_key
 
     headers = {"Authorization": f"Bearer {node['token']}"}
     beat = {"node_id": node["id"], "timestamp": datetime.now(UTC).isoformat(),
@@ -89,7 +89,7 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch):
-    from app.services import node_cache
+    from app.ingest import node_lookup as node_cache
 
     fake = Clock()
     monkeypatch.setattr(node_cache, "epoch_clock", fake)
@@ -100,7 +100,7 @@ def clock(monkeypatch):
 @pytest.fixture
 def redis_reads(monkeypatch):
     """Every round trip node_cache makes, by its commands."""
-    from app.services import node_cache
+    from app.ingest import node_lookup as node_cache
 
     calls = []
     real = node_cache.round_trip
@@ -130,7 +130,7 @@ def _epoch(app) -> bytes | None:
 
 def _read_epoch(app) -> None:
     """What any other heartbeat's round trip does for this process: read the epoch."""
-    from app.services.redis_wire import round_trip
+    from app.ingest.redis_wire import round_trip
 
     with app.app_context():
         handle = get_redis()
@@ -261,7 +261,7 @@ def test_the_epoch_is_read_before_the_data_it_guards(app, node, client, clock, m
     """A change landing between a lookup's reads must not leave stale data trusted: the
     epoch is read first, so the entry carries the epoch from before the change, and the
     next round trip's new reading voids it."""
-    from app.services import redis_wire
+    from app.ingest import redis_wire
 
     assert _heartbeat(client, node).status_code == 200
     node_cache.forget_local()

@@ -13,25 +13,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from app.extensions import db, get_redis
+from app.history import live_cache
+from app.history.live_cache import LIVE_WINDOW_MS, NODE_SERIES, Point
 from app.models import Metric, Probe
-from app.services import live_cache
-from app.services.live_cache import LIVE_WINDOW_MS, NODE_SERIES, Point
+from app.timeutil import from_ms, to_ms
 
 AGG_FIELDS = ("latency_min_ms", "latency_max_ms", "jitter_max_ms", "packet_loss_max",
               "sample_count")
 RAW_MAX = timedelta(hours=1)
 MINUTE_MAX = timedelta(days=2)
 MAX_POINTS = 50_000
-
-
-def to_ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
-
-
-def _to_datetime(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC)
 
 
 def pick_resolution(resolution: str, start: datetime, end: datetime) -> str:
@@ -93,7 +84,7 @@ def raw_points(node_id, probe_id, start: datetime, end: datetime, now: datetime)
         # The node summary of the live hour is what the Beacon reported (Redis); before
         # it, it is derived from the probe rows. Results carry their own timestamps, so
         # deriving inside the live hour too would add points beside the reported ones.
-        db_end = min(end, _to_datetime(live_from_ms - 1))  # timestamps are ms-precise
+        db_end = min(end, from_ms(live_from_ms - 1))  # timestamps are ms-precise
         by_ts: dict[int, list[dict]] = defaultdict(list)
         for r in _db_rows(node_id, None, start, db_end, aggregated=False):
             by_ts[to_ms(r.timestamp)].append(

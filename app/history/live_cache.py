@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from app.services.keys import live_key
+from app.redis_keys import live_key
 
 LIVE_WINDOW_MS = 3600 * 1000
 # The key outlives the window a little so a quiet series is still there to trim.

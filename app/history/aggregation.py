@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db, get_redis
 from app.models import Metric
-from app.services.keys import agg_dirty_key
+from app.redis_keys import agg_dirty_key
 
 log = logging.getLogger(__name__)
 MINUTE_MS = 60_000

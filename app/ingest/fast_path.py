@@ -5,10 +5,11 @@ decides how many Beacons an API process carries. Flask's dispatch (request and a
 context objects, URL matching, hooks, flask-smorest's wrappers, the response object)
 costs as much CPU as the ingest itself. This WSGI middleware serves the request when it
 is well formed and accepted — the same services as the Flask view (token lookup, rate
-limit, node_id check, `ingest_if_valid`), the same answer, the same telemetry — and hands
-everything else, untouched, to the Flask view, which produces every error. So the
-fast path never answers anything but a 200 that the view would also have given, and it
-can be switched off (`PULSE_HEARTBEAT_FAST_PATH=0`) without changing a single answer.
+limit, node_id check, `ingest(..., only_if_valid=True)`), the same answer, the same
+telemetry — and hands everything else, untouched, to the Flask view, which produces
+every error. So the fast path never answers anything but a 200 that the view would also
+have given, and it can be switched off (`PULSE_HEARTBEAT_FAST_PATH=0`) without changing
+a single answer.
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ import io
 import json
 import logging
 import time
-from datetime import UTC, datetime
 
 import redis
 import sqlalchemy.exc
 from flask import Flask
 from werkzeug.wsgi import get_content_length
 
-from app.api.common import iso_utc
-from app.services.errors import ApiError
-from app.services.heartbeat_rules import check_node_id
-from app.services.ingest import ingest_if_valid
-from app.services.node_cache import resolve_node_token
-from app.services.rate_limit import check_node_rate
-from app.telemetry import LATENCY, REQUESTS
+from app.errors import ApiError
+from app.ingest.heartbeats import heartbeat_answer, ingest
+from app.ingest.node_lookup import resolve_node_token
+from app.ingest.rate_limit import check_node_rate
+from app.ingest.rules import check_node_id
+from app.telemetry.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
 PATH = "/api/v1/beacon/heartbeat"
@@ -82,9 +81,6 @@ class HeartbeatFastPath:
         if scheme.lower() != "bearer" or not token:
             return None
         with self.app.app_context():
-            ensure_scheduler = self.app.extensions.get("pulse_ensure_scheduler")
-            if ensure_scheduler is not None:
-                ensure_scheduler()
             node_id = resolve_node_token(token)
             if node_id is None:
                 return None  # 401 from the view, which does not read the body either
@@ -102,7 +98,7 @@ class HeartbeatFastPath:
                 return None
             if check_node_id(body, node_id) is not None:
                 return None
-            result = ingest_if_valid(node_id, body)
+            result = ingest(node_id, [body], only_if_valid=True)
             return heartbeat_answer(result) if result is not None else None
 
     def _read_body(self, environ) -> bytes | None:
@@ -123,14 +119,6 @@ class HeartbeatFastPath:
         finally:
             environ["wsgi.input"] = io.BytesIO(body)
         return body if len(body) == length else None
-
-
-def heartbeat_answer(result) -> dict:
-    """The 200 answer of POST /heartbeat (HeartbeatAnswerSchema), shared with the view."""
-    return {"status": "success", "message": "Heartbeat received",
-            "timestamp": iso_utc(datetime.now(UTC)), "accepted": result.outcomes[0].accepted,
-            "config_version": result.expected_version,
-            "drift_detected": result.drift_detected}
 
 
 def install(app: Flask) -> None:

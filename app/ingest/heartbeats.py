@@ -1,0 +1,113 @@
+"""Heartbeat ingest: judge each item, then store the valid ones in one Redis round trip.
+
+An accepted point is in Redis (live cache + pending stream) when `ingest` returns; the
+flush task persists it to the database. Nothing here queries the database, except to fill
+the node lookup cache on a miss.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from flask import current_app
+
+from app.errors import ApiError, validation_error
+from app.ingest.node_lookup import node_state
+from app.ingest.rules import CODES, ValidHeartbeat, validate_heartbeat
+from app.ingest.store import store_heartbeats
+from app.telemetry.metrics import HEARTBEATS
+from app.timeutil import iso_utc, to_ms
+
+_ACCEPTED = HEARTBEATS.labels(outcome="accepted")  # bound once: labels() is a lookup
+
+
+@dataclass
+class Outcome:
+    accepted: int = 0
+    error: ApiError | None = None
+
+
+@dataclass
+class IngestResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    expected_version: str = ""
+    drift_detected: bool = False
+
+    @property
+    def accepted(self) -> int:
+        return sum(o.accepted for o in self.outcomes)
+
+
+def judge(body, node_id: uuid.UUID, probe_ids: frozenset[str], now_ms: int,
+          oldest_ms: int) -> tuple[ValidHeartbeat | None, ApiError | None]:
+    """Shape, ranges and probe ownership of one heartbeat item."""
+    valid, problems = validate_heartbeat(body, node_id, now_ms, oldest_ms)
+    if valid is None:
+        return None, validation_error(problems.fields, CODES)
+    foreign = sorted({r[0] for r in valid.results} - probe_ids)
+    if foreign:
+        return None, ApiError(400, "ERR_PROBE_NOT_FOUND",
+                              f"Probe {foreign[0]} does not belong to this node",
+                              {"probe_ids": foreign})
+    return valid, None
+
+
+class _Judge:
+    """Judges items against the node's state; before refusing a probe id it re-reads the
+    state from Redis once (the process cache may predate a probe created elsewhere)."""
+
+    def __init__(self, node_id: uuid.UUID, now_ms: int) -> None:
+        self.node_id, self.now_ms = node_id, now_ms
+        self.oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * 86400 * 1000
+        self.expected_version, self.probe_ids = node_state(node_id)
+        self._revalidated = False
+
+    def __call__(self, body) -> tuple[ValidHeartbeat | None, ApiError | None]:
+        valid, error = judge(body, self.node_id, self.probe_ids, self.now_ms, self.oldest_ms)
+        if error is not None and error.code == "ERR_PROBE_NOT_FOUND" and not self._revalidated:
+            self._revalidated = True
+            self.expected_version, self.probe_ids = node_state(self.node_id, fresh=True)
+            valid, error = judge(body, self.node_id, self.probe_ids, self.now_ms,
+                                 self.oldest_ms)
+        return valid, error
+
+
+def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None,
+           only_if_valid: bool = False) -> IngestResult | None:
+    """Judge every item; store the valid ones in one Redis round trip.
+
+    only_if_valid (the hot path's single heartbeat): when any item is refused, nothing is
+    stored or counted and None is returned, so that the caller can hand the request to
+    the view, which calls this again to report why.
+    """
+    now = now or datetime.now(UTC)
+    judge_item = _Judge(node_id, to_ms(now))
+    result = IngestResult(expected_version="")
+    valid_items: list[ValidHeartbeat] = []
+    for body in items:
+        valid, error = judge_item(body)
+        if error is not None and only_if_valid:
+            return None
+        result.outcomes.append(Outcome(len(valid.results) if valid else 0, error))
+        if valid is not None:
+            valid_items.append(valid)
+    result.expected_version = judge_item.expected_version
+    if valid_items:
+        store_heartbeats(node_id, valid_items, now)
+        # Drift is judged on the newest heartbeat's declared version.
+        newest = max(valid_items, key=lambda v: v.ts_ms)
+        result.drift_detected = newest.config_version != result.expected_version
+    for outcome in result.outcomes:  # counted once stored: a failed store counts nothing
+        counter = _ACCEPTED if outcome.error is None else HEARTBEATS.labels(outcome.error.code)
+        counter.inc()
+    return result
+
+
+def heartbeat_answer(result: IngestResult) -> dict:
+    """The 200 answer of POST /heartbeat (HeartbeatAnswerSchema), for view and fast path."""
+    return {"status": "success", "message": "Heartbeat received",
+            "timestamp": iso_utc(datetime.now(UTC)), "accepted": result.outcomes[0].accepted,
+            "config_version": result.expected_version,
+            "drift_detected": result.drift_detected}
