@@ -5,8 +5,8 @@ process; embedded mode counts in memory.
 
 With Redis, a hit runs the library's own moving-window script on the library's own key
 (so `limits` reads and resets exactly what was counted), but sent through redis_wire:
-the library's call through redis-py's Script object cost ~250 µs of client CPU a
-heartbeat here, as much as the rest of the ingest (docs/benchmarks.md).
+the library's call through redis-py's Script object cost as much client CPU per
+heartbeat as the rest of the ingest (docs/benchmarks.md).
 """
 
 from __future__ import annotations

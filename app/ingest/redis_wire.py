@@ -1,8 +1,8 @@
 """Several Redis commands in one round trip, for the ingest hot path.
 
 The replacement for a redis-py pipeline there: the pipeline object, its per-command
-bookkeeping and reply callbacks cost ~50 µs of CPU per request, about as much as the
-round trip itself (docs/benchmarks.md). Here the commands are packed by hiredis in one
+bookkeeping and reply callbacks cost about as much CPU as the round trip itself
+(docs/benchmarks.md). Here the commands are packed by hiredis in one
 buffer, sent with one write and their raw replies read back in order. Error replies come
 back as exception instances in their place (every reply is read, so the connection never
 desyncs); connection errors are retried under the client's own Retry policy, as redis-py
@@ -10,7 +10,7 @@ does for a pipeline. Works with fakeredis's connections as well.
 
 Connections come from a small idle list of our own, built with the client pool's
 connection class and settings but outside its count: a checkout from redis-py's pool
-polls the socket and records pool metrics every time (~15 µs a request), and a
+polls the socket and records pool metrics every time, and a
 connection held per thread would leak one connection per finished thread. A connection
 is taken off the list for one round trip and put back after it (list.pop and
 list.append are atomic, so threads never share one); at most MAX_IDLE wait idle, the
@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover (a redis-py that moved it: plain Respons
 
 Command = Sequence[object]
 MAX_IDLE = 8
-# A connection idle longer than this is checked before use (a poll, ~10 µs): a server
+# A connection idle longer than this is checked before use (a cheap poll): a server
 # restart or `timeout` may have closed it, and a client without a Retry policy (the rate
 # limiter's) would fail the request. Under load connections come back within milliseconds.
 IDLE_CHECK_SECONDS = 1.0
@@ -122,7 +122,7 @@ def _send_and_read(connection, commands: Sequence[Command]) -> list:
 
 def _read_replies(connection, sock: socket.socket, count: int) -> list:
     """`count` replies parsed by a hiredis reader of our own, straight from the socket:
-    redis-py's read_response costs ~4 µs of Python per reply, this ~0.3 µs. Only between
+    redis-py's read_response costs ~10 times more Python per reply. Only between
     round trips does the connection's own parser hold no data, so this is safe here."""
     reader = hiredis.Reader(protocolError=redis.exceptions.InvalidResponse,
                             replyError=_reply_error, notEnoughData=_NOT_ENOUGH_DATA)

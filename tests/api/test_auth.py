@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiToken, User
-from tests.support.api import assert_error
+from tests.support.api import assert_error, bearer
 
 LOGIN = "/api/v1/auth/login"
 
@@ -18,9 +18,6 @@ LOGIN = "/api/v1/auth/login"
 def login(client, email, password):
     return client.post(LOGIN, json={"email": email, "password": password})
 
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import EnrollmentToken, Probe
+from tests.support.api import bearer
 
 CONFIG = "/api/v1/beacon/config"
 DECLARE = "/api/v1/beacon/probes"
@@ -21,9 +22,6 @@ def app(reset_app):
     """A fresh app for each test, without building one (tests.conftest.reset_app)."""
     return reset_app
 
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def enrollment_token(client, operator, uses: int = 1, expires_in_seconds: int = 3600) -> str:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.support.api import assert_error
+from tests.support.api import assert_error, bearer
 
 URL = "/api/v1/beacon/heartbeat"
 
@@ -18,9 +18,6 @@ def app(reset_app):
     """A fresh app for each test, without building one (tests.conftest.reset_app)."""
     return reset_app
 
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 

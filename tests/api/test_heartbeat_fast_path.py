@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from app.ingest import fast_path
 from app.api.beacon import resources as beacon_resources
 from app.api.beacon.schemas import BatchAnswerSchema, HeartbeatAnswerSchema
+from app.ingest import fast_path
 from tests.support.api import assert_error
 
 URL = "/api/v1/beacon/heartbeat"

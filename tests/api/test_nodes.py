@@ -15,7 +15,7 @@ from app.models import EnrollmentToken, Metric, Node, Probe
 from app.redis_keys import node_seen_key
 from app.services.presence import mark_present
 from app.tokens import hash_token
-from tests.support.api import assert_error
+from tests.support.api import assert_error, bearer
 
 URL = "/api/v1/nodes"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -23,9 +23,6 @@ NODE_FIELDS = {"id", "name", "region", "labels", "hostname", "ip_address", "agen
                "config_version", "metadata", "status", "uptime_24h", "last_seen_at",
                "created_at", "updated_at"}
 
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 

@@ -16,3 +16,8 @@ def assert_error(response, status: int, code: str, field: str | None = None) -> 
     if field is not None:
         assert field in payload["details"]["fields"], payload
     return payload
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header of a bearer token."""
+    return {"Authorization": f"Bearer {token}"}
