@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -114,16 +115,25 @@ class Pacer:
         return not self.stop.is_set()
 
 
+# Called as each sample completes: (run, sequence number from 0, RTT in ms or None, error
+# code or None). Not called for a sample cut short by ``stop``. UDP samples may complete
+# out of order.
+SampleCallback = Callable[["RunResult", int, float | None, str | None], None]
+
+
 def run_probe(
-    spec: ProbeSpec, spacing_seconds: float = 1.0, stop: threading.Event | None = None
+    spec: ProbeSpec,
+    spacing_seconds: float = 1.0,
+    stop: threading.Event | None = None,
+    on_sample: SampleCallback | None = None,
 ) -> RunResult:
     """Run one probe run of ``spec.count`` samples; never raises for network errors."""
     if spec.type == "TCP":
         from beacon.probes.tcp import tcp_run
 
-        return tcp_run(spec, spacing_seconds, stop)
+        return tcp_run(spec, spacing_seconds, stop, on_sample)
     if spec.type == "UDP":
         from beacon.probes.udp import udp_run
 
-        return udp_run(spec, spacing_seconds, stop)
+        return udp_run(spec, spacing_seconds, stop, on_sample)
     raise ValueError(f"unknown probe type {spec.type!r}")
