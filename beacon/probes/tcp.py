@@ -23,7 +23,7 @@ import struct
 import threading
 import time
 
-from beacon.probes import (
+from beacon.probes.base import (
     ERR_CONNECTION_REFUSED,
     ERR_CONNECTION_TIMEOUT,
     ERR_DNS,

@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 
-from beacon.probes import (
+from beacon.probes.base import (
     ERR_CONNECTION_TIMEOUT,
     ERR_NETWORK_UNREACHABLE,
     Pacer,
