@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
 
 from app.history.live_cache import Point
 from app.timeutil import to_ms
@@ -22,6 +23,9 @@ AGG_FIELDS = (*RAW_FIELDS[:-1], "jitter_max_ms", "packet_loss_max", "sample_coun
 ROUNDED = frozenset({*LATENCY_FIELDS, "packet_loss_rate", "jitter_ms", "jitter_max_ms",
                      "packet_loss_max"})
 MINUTE_MS = 60_000
+# Answers round half up to the cent, as PostgreSQL's numeric columns do, so a value reads
+# the same whether it was computed in SQL or here.
+CENT = Decimal("0.01")
 # Internal: how many runs a bucket's latency means stand for (weights when rolling up).
 LATENCY_RUNS = "_latency_runs"
 
@@ -155,6 +159,6 @@ def answered(point: dict) -> dict:
         if name.startswith("_"):
             continue
         if name in ROUNDED and value is not None:
-            value = round(float(value), 2)
+            value = float(Decimal(repr(float(value))).quantize(CENT, ROUND_HALF_UP))
         shown[name] = value
     return shown
