@@ -101,3 +101,17 @@ def node_views(nodes: Sequence[Node]) -> list[dict]:
         view["uptime_24h"] = uptimes[str(node.id)]
         views.append(view)
     return views
+
+
+def uptime_window(now: datetime | None = None) -> list[tuple[str, int, int]]:
+    """The (day, first bit, end bit) spans uptime_24h reads, for callers that fetch the
+    day bitmaps in their own round trip (the dashboard overview)."""
+    return _window_spans((now or datetime.now(UTC)).replace(second=0, microsecond=0))
+
+
+def uptime_from_bitmaps(bitmaps: Sequence[bytes | None],
+                        spans: list[tuple[str, int, int]]) -> float:
+    """uptime_24h from the bitmaps of `spans` (one each, in order), as uptime_24h counts."""
+    count = sum(_count_bits(bitmap or b"", first, end)
+                for bitmap, (_day, first, end) in zip(bitmaps, spans, strict=True))
+    return round(100.0 * count / MINUTES_PER_DAY, 2)
