@@ -81,6 +81,8 @@ class Config:
         self.PULSE_LOGIN_RATE_LIMIT = env.get("PULSE_LOGIN_RATE_LIMIT", "10/minute")
         # The `make run` demo node and Beacon (embedded mode only; never with REDIS_URL).
         self.PULSE_DEMO = env.get("PULSE_DEMO", "1") != "0"
+        # Where the demo keeps its beacon.yaml, spool and ports (default: instance/demo).
+        self.PULSE_DEMO_DIR = env.get("PULSE_DEMO_DIR") or None
         # Dashboard sessions (signed cookies; /api/ never reads them). A session lives this
         # long after the last request, so a wall screen refreshing every 15 s stays in.
         self.SESSION_COOKIE_NAME = "pulse_session"

@@ -128,6 +128,7 @@
       })
       .then(function (data) {
         if (!data) { return; }
+        window.pulseChartData = data; // the last answer, read back by the browser tests
         data.probes.forEach(function (probe) {
           var section = document.getElementById("probe-" + probe.id);
           if (section) { show(section, probe); }
