@@ -4,14 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
+PYZ ?= dist/beacon.pyz
+PYZ_PIP_ARGS ?=
 PORT ?= 5000
 
-.PHONY: run test lint bench clean servers
+.PHONY: run test lint bench clean servers beacon-pyz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[server,dev]'
 	touch $(STAMP)
 
 ## make run: Pulse on embedded defaults (SQLite file, in-process fakeredis and scheduler)
@@ -29,6 +31,10 @@ test: $(STAMP) servers
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+## make beacon-pyz: dist/beacon.pyz, the agent as one file (`python3 beacon.pyz start -c beacon.yaml`)
+beacon-pyz: $(STAMP)
+	BIN=$(BIN) bash scripts/build-pyz.sh $(PYZ) $(PYZ_PIP_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -36,4 +42,4 @@ bench: $(STAMP) servers
 	$(BIN)/python bench/api.py
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache build dist

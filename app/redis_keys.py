@@ -53,6 +53,12 @@ def flush_queued_key(prefix: str) -> str:
     return f"{prefix}:flush:queued"
 
 
+def agg_alive_key(prefix: str) -> str:
+    """Set once aggregation has checked the whole raw retention against the database; its
+    absence means Redis lost its data (and the aggregation marks with it)."""
+    return f"{prefix}:agg:alive"
+
+
 def agg_dirty_key(prefix: str) -> str:
     """Minutes (probe_id:minute_ms) whose raw rows changed since their aggregate."""
     return f"{prefix}:agg:dirty"

@@ -9,7 +9,6 @@ taken out of) Pulse's list, so an edit applies at once even while Pulse is down.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -19,10 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from beacon import __version__, state
-from beacon import config as config_mod
-from beacon.config import AgentConfig, BeaconConfigError
+from beacon.config import AgentConfig
 from beacon.probes import ProbeKey, ProbeSpec, RunResult
 from beacon.pulse import PulseClient, make_transport
+from beacon.reload import ConfigReload
 from beacon.reporter import IdMap, Reporter, ReportOutcome
 from beacon.scheduler import Scheduler
 from beacon.sdk import metadata as md
@@ -32,27 +31,27 @@ from beacon.spool import Spool
 log = logging.getLogger("beacon.agent")
 
 RELOAD_POLL_SECONDS = 2.0
-# Settings whose change needs a new HTTP transport (TLS context, base URL, bearer).
-TRANSPORT_SETTINGS = ("pulse_server", "token", "tls_verify", "ca_file")
-# Settings the running agent cannot change: its identity and where its files are.
-RESTART_SETTINGS = ("node_id", "state_dir")
+# Longest the main loop sleeps before looking at a reload request (SIGHUP) again.
+WAKE_SLICE_SECONDS = 0.25
 
 
 def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Agent:
+class Agent(ConfigReload):
     """``beacon start``: runs until ``stop`` is set (SIGTERM/SIGINT in the CLI)."""
 
     def __init__(
         self,
         cfg: AgentConfig,
         stop: threading.Event,
-        out: Callable[[str], None] = print,
+        out: Callable[[str], None] | None = None,
         reload_poll_seconds: float = RELOAD_POLL_SECONDS,
         reload_requested: threading.Event | None = None,
     ) -> None:
+        """``out`` receives each line the agent prints (default: the ``beacon.agent``
+        logger, so the CLI shows them in the one log format)."""
         assert cfg.pulse_server and cfg.node_id
         self.cfg = cfg
         self.stop = stop
@@ -93,6 +92,7 @@ class Agent:
             self._on_unknown_probe,
         )
         self.report_interval = cfg.report_interval_seconds
+        self.last_report_started: float | None = None  # monotonic
         self.last: dict[str, Any] = {"at": None, "ok": None, "error": None, "latency_ms": None}
         self._mtime = self._stat()
 
@@ -134,6 +134,13 @@ class Agent:
     def _on_unknown_probe(self) -> None:
         self.need_config = True
 
+    def say(self, line: str, level: int = logging.INFO) -> None:
+        """One line of the agent's output (``out`` when given, else the log)."""
+        if self.out is None:
+            log.log(level, line)
+        else:
+            self.out(line)
+
     # -- Pulse sync --------------------------------------------------------------------
     def sync(self, force_config: bool = False) -> bool:
         """Declare local probes and fetch the config, each when needed; never raises."""
@@ -174,7 +181,10 @@ class Agent:
                     self._learn_ids(self.remote, self._remote_ids())
                 self.need_config = False
         except ReporterError as exc:
-            log.warning("Pulse sync failed: %s", exc)
+            # Said once per distinct failure: while Pulse is down every report retries the
+            # sync, and each report's own line already says it failed.
+            level = logging.DEBUG if str(exc) == self.sync_error else logging.WARNING
+            log.log(level, "Pulse sync failed: %s", exc)
             self.sync_error = str(exc)
             ok = False
         else:
@@ -184,67 +194,6 @@ class Agent:
 
     def _remote_ids(self) -> set[str]:
         return {p.id for p in self.remote or [] if p.id}
-
-    # -- reload ------------------------------------------------------------------------
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.cfg.path)
-            return (st.st_mtime_ns, st.st_size)
-        except OSError:
-            return None
-
-    def request_reload(self) -> None:
-        """Reload ``beacon.yaml`` at the next loop turn even if it looks unchanged (SIGHUP)."""
-        self.reload_requested.set()
-
-    def check_reload(self, force: bool = False) -> bool:
-        """Apply an edited ``beacon.yaml``; an invalid edit is logged and ignored."""
-        current = self._stat()
-        if current is None or (current == self._mtime and not force):
-            return False
-        self._mtime = current
-        try:
-            new = config_mod.load(self.cfg.path)
-        except BeaconConfigError as exc:
-            log.error("config reload refused, keeping the running config:\n%s", exc)
-            self.out(f"{_now_iso()} config reload refused, keeping the running config:\n{exc}")
-            return False
-        self.apply_config(new)
-        self.out(f"{_now_iso()} config reloaded: {len(self.scheduler.specs)} probe(s) running")
-        return True
-
-    def apply_config(self, new: AgentConfig) -> None:
-        """Make ``new`` the running config; each edit is compared with the running one."""
-        old = self.cfg
-        for name in RESTART_SETTINGS:
-            if getattr(new, name) != getattr(old, name):
-                log.warning("%s changed in %s: takes effect after a restart", name, old.path)
-        new = dataclasses.replace(new, node_id=old.node_id, state_dir=old.state_dir)
-        if any(getattr(new, n) != getattr(old, n) for n in TRANSPORT_SETTINGS):
-            self._rebuild_transport(new)
-            if new.pulse_server != old.pulse_server:
-                self.need_declare, self.etag = True, None
-        self.report_interval = new.report_interval_seconds
-        self.spool.max_bytes = new.spool_max_bytes
-        self.spool.max_age_seconds = new.spool_max_age_seconds
-        self.reporter.metadata["region"] = new.region or self._detected_region
-        self.cfg = new
-        if list(new.probes) != self.local:
-            self.local = list(new.probes)
-            self.need_declare = True
-            self.apply_probes()  # at once, even if Pulse is unreachable
-        if self.need_declare:
-            self.sync()
-
-    def _rebuild_transport(self, cfg: AgentConfig) -> None:
-        assert cfg.pulse_server
-        old = self.transport
-        self.transport = make_transport(
-            cfg.pulse_server, cfg.token, cfg.tls_verify, cfg.ca_file, self.stop
-        )
-        self.client = PulseClient(self.transport)
-        self.reporter.client = self.client
-        old.close()
 
     # -- reporting ---------------------------------------------------------------------
     def report_once(self) -> ReportOutcome | None:
@@ -268,9 +217,10 @@ class Agent:
                 "error": f"internal error: {exc!r}",
                 "latency_ms": None,
             }
-            self.out(
-                f"{_now_iso()} Reporting to Pulse… failed: internal error {exc!r}; "
-                f"{len(unsent)} result(s) kept for the next report"
+            self.say(
+                f"Reporting to Pulse… failed: internal error {exc!r}; "
+                f"{len(unsent)} result(s) kept for the next report",
+                logging.ERROR,
             )
             self.write_status(running=True)
             return None
@@ -292,8 +242,9 @@ class Agent:
             "error": outcome.error,
             "latency_ms": latency_ms,
         }
-        self.out(
-            f"{_now_iso()} Reporting to Pulse… {self._describe(outcome, len(runs), latency_ms)}"
+        self.say(
+            f"Reporting to Pulse… {self._describe(outcome, len(runs), latency_ms)}",
+            logging.INFO if outcome.ok else logging.WARNING,
         )
         self.write_status(running=True)
         return outcome
@@ -339,9 +290,10 @@ class Agent:
 
     # -- main loop ---------------------------------------------------------------------
     def run(self) -> int:
-        self.out(
+        self.say(
             f"Beacon {__version__}: node {self.cfg.node_id}, Pulse {self.cfg.pulse_server}, "
-            f"{len(self.local)} local probe(s), state {self.cfg.state_dir}"
+            f"{len(self.local)} local probe(s), state {self.cfg.state_dir}, "
+            f"reporting every {self.report_interval} s"
         )
         self.apply_probes()  # local probes start now, whatever Pulse says later
         self.scheduler.start()
@@ -354,22 +306,29 @@ class Agent:
                 forced = self.reload_requested.is_set()
                 if now >= next_reload or forced:
                     self.reload_requested.clear()
+                    interval = self.report_interval
                     self._reload_safely(forced)
                     next_reload = time.monotonic() + self.reload_poll_seconds
-                if now >= next_report:
+                    if self.report_interval != interval:
+                        # The new interval counts from the last report, at once: a lowered
+                        # one must not wait out what is left of the old one.
+                        next_report = self._next_report_after_reload(next_report)
+                if time.monotonic() >= next_report:
+                    self.last_report_started = time.monotonic()
                     self.report_once()
                     while next_report <= time.monotonic():
                         next_report += self.report_interval
-                self.stop.wait(max(0.0, min(next_report, next_reload) - time.monotonic()))
+                # Sliced, so a reload request (SIGHUP) is seen within WAKE_SLICE_SECONDS.
+                wait = min(next_report, next_reload) - time.monotonic()
+                self.stop.wait(max(0.0, min(wait, WAKE_SLICE_SECONDS)))
         finally:
             self.shutdown()
         return 0
 
-    def _reload_safely(self, force: bool) -> None:
-        try:
-            self.check_reload(force)
-        except Exception:  # a reload must never take the agent down
-            log.exception("config reload failed unexpectedly; keeping the running config")
+    def _next_report_after_reload(self, planned: float) -> float:
+        if self.last_report_started is None:
+            return planned
+        return self.last_report_started + self.report_interval
 
     def shutdown(self) -> None:
         """Stop probing; keep completed but unreported runs in the spool for next time."""
@@ -379,7 +338,7 @@ class Agent:
         if runs:
             hb = self.reporter.build(runs, self.scheduler.latest(), self.config_version)
             self.reporter.spool_heartbeat(hb)
-            self.out(f"{_now_iso()} stopping: {len(runs)} unreported result(s) spooled")
+            self.say(f"stopping: {len(runs)} unreported result(s) spooled")
         self.write_status(running=False)
         self.transport.close()
-        self.out(f"{_now_iso()} Beacon stopped")
+        self.say("Beacon stopped")

@@ -10,6 +10,7 @@ they are sent, so runs measured before Pulse gave the probe an id can still be m
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 from beacon import __version__
 from beacon.probes import ProbeKey, RunResult
 from beacon.pulse import PulseClient
+from beacon.sdk import limits
 from beacon.sdk.errors import ReporterError, ServerError
 from beacon.spool import Spool
 
@@ -46,19 +48,23 @@ def utc_now_iso() -> str:
 
 
 def summarize(latest: Iterable[RunResult]) -> dict[str, float]:
-    """Node summary: mean over the latest run of each probe that received a sample.
+    """The node summary over the latest run of each probe (SPEC §7).
 
-    No run, or no run with a reply: latency 0, jitter 0, loss 100 (seed 000).
+    Loss: the mean over **every** probe's latest run, a run that received nothing
+    counting 100, so a dead target is never hidden by the healthy ones. Latency and
+    jitter: the mean over the latest runs that received a sample. All failed: latency 0,
+    jitter 0, loss 100; no run yet: the same (latency 0 is what Pulse's wire format
+    wants for "nothing measured"; Pulse stores it as null).
     """
     stats = [run.stats for run in latest]
     ok = [s for s in stats if s.received > 0]
     if not ok:
         return {"latency_ms": 0.0, "packet_loss_rate": 100.0, "jitter_ms": 0.0}
-    n = len(ok)
+    losses = [s.packet_loss_rate if s.received > 0 else 100.0 for s in stats]
     return {
-        "latency_ms": round(sum(s.latency_ms or 0.0 for s in ok) / n, 2),
-        "packet_loss_rate": round(sum(s.packet_loss_rate for s in ok) / n, 2),
-        "jitter_ms": round(sum(s.jitter_ms for s in ok) / n, 2),
+        "latency_ms": round(math.fsum(s.latency_ms or 0.0 for s in ok) / len(ok), 2),
+        "packet_loss_rate": round(math.fsum(losses) / len(losses), 2),
+        "jitter_ms": round(math.fsum(s.jitter_ms for s in ok) / len(ok), 2),
     }
 
 
@@ -174,8 +180,14 @@ class Reporter:
                     item.pop(name, None)
             results.append(item)
         wire = {k: v for k, v in hb.items() if k != "results"}
-        if wire.get("config_version") is None:
-            wire.pop("config_version", None)
+        # Trimmed here, on the way out, so spooled heartbeats of any age obey the limits.
+        for name in ("config_version", "agent_version"):
+            if wire.get(name) is None:
+                wire.pop(name, None)
+            else:
+                wire[name] = limits.clean_text(str(wire[name]), limits.MAX_VERSION_CHARS)
+        if "metadata" in wire:
+            wire["metadata"] = limits.trim_metadata(wire["metadata"] or {})
         wire["results"] = results
         return wire
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the server binaries the test suite starts (redis-server, PostgreSQL) when they
-# are missing and we are root. Without root it only reports what is missing.
+# are missing and we are root, and systemd-analyze (package systemd), which the tests of
+# deploy/systemd run. Without root it only reports what is missing.
 set -euo pipefail
 
 need=()
@@ -8,6 +9,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

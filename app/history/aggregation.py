@@ -6,6 +6,11 @@ marked minute once it is complete, from the persisted raw rows, and upserts its
 `is_aggregated` row (ON CONFLICT … DO UPDATE), so late and back-filled points are
 reflected and running it twice changes nothing. A mark is removed only if it was not
 renewed while the minute was being computed (WATCH on the set), so nothing is missed.
+
+Marks live in Redis, which can lose them (a restart without AOF; embedded mode's
+in-process Redis on every restart). So each run also asks the database which recent
+minutes have raw rows without an aggregate, or rows stored after it, and after Redis lost
+its data (a watermark key gone) it asks that for the whole raw retention once.
 """
 
 from __future__ import annotations
@@ -16,17 +21,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import redis
-from sqlalchemy import and_, func, select
+from flask import current_app
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db, get_redis
 from app.models import Metric
-from app.redis_keys import agg_dirty_key
+from app.redis_keys import agg_alive_key, agg_dirty_key
+from app.timeutil import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
 MAX_MINUTES_PER_RUN = 20_000
+# Minutes re-checked against the database on every run, marks or not: what a lost mark
+# (a Redis that lost its last writes) would otherwise leave unaggregated.
+CATCH_UP_RECENT = timedelta(minutes=10)
 
 
 def minute_start_ms(ts_ms: int) -> int:
@@ -47,42 +57,42 @@ def mark_minutes_dirty(points: set[tuple[str, int]], pipe=None) -> None:
 
 
 def _aggregate_statement(probe_id: uuid.UUID, start: datetime):
+    """The minute's figures from its raw rows. Latency means and the spread are over the
+    runs that received something (SQL's avg/min/max skip nulls), loss over every run; a run
+    without a reported min/max counts with its mean."""
     end = start + timedelta(minutes=1)
     raw = Metric.__table__
     columns = select(
         raw.c.node_id,
-        raw.c.probe_id,
-        func.avg(raw.c.latency_ms),
-        func.avg(raw.c.packet_loss_rate),
-        func.avg(raw.c.jitter_ms),
-        func.min(raw.c.latency_ms),
-        func.max(raw.c.latency_ms),
-        func.max(raw.c.jitter_ms),
-        func.max(raw.c.packet_loss_rate),
-        func.count(),
+        func.avg(raw.c.latency_ms).label("latency_ms"),
+        func.avg(raw.c.packet_loss_rate).label("packet_loss_rate"),
+        func.avg(raw.c.jitter_ms).label("jitter_ms"),
+        func.min(func.coalesce(raw.c.latency_min_ms, raw.c.latency_ms)).label("latency_min_ms"),
+        func.avg(raw.c.latency_median_ms).label("latency_median_ms"),
+        func.avg(raw.c.latency_p95_ms).label("latency_p95_ms"),
+        func.max(func.coalesce(raw.c.latency_max_ms, raw.c.latency_ms)).label("latency_max_ms"),
+        func.max(raw.c.jitter_ms).label("jitter_max_ms"),
+        func.max(raw.c.packet_loss_rate).label("packet_loss_max"),
+        func.sum(raw.c.sent).label("sent"),
+        func.sum(raw.c.received).label("received"),
+        func.count().label("sample_count"),
     ).where(and_(raw.c.probe_id == probe_id, raw.c.is_aggregated.is_(False),
                  raw.c.timestamp >= start, raw.c.timestamp < end)
-            ).group_by(raw.c.node_id, raw.c.probe_id)
-    return columns, end
+            ).group_by(raw.c.node_id)
+    return columns
 
 
 def aggregate_minute(probe_id: uuid.UUID, start: datetime) -> bool:
     """Recompute one (probe, minute) aggregate from its raw rows; False if it has none."""
-    query, _end = _aggregate_statement(probe_id, start)
-    row = db.session.execute(query).first()
+    row = db.session.execute(_aggregate_statement(probe_id, start)).mappings().first()
     if row is None:
         return False
-    node_id, _probe, lat, loss, jit, lat_min, lat_max, jit_max, loss_max, count = row
-    values = {
-        "node_id": node_id, "probe_id": probe_id, "timestamp": start, "is_aggregated": True,
-        "latency_ms": lat, "packet_loss_rate": loss, "jitter_ms": jit,
-        "latency_min_ms": lat_min, "latency_max_ms": lat_max, "jitter_max_ms": jit_max,
-        "packet_loss_max": loss_max, "sample_count": count, "created_at": datetime.now(UTC),
-    }
+    values = {**row, "probe_id": probe_id, "timestamp": start, "is_aggregated": True,
+              "created_at": datetime.now(UTC)}
     insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
     statement = insert(Metric).values(**values)
     updated = {k: statement.excluded[k] for k in values
-               if k not in ("probe_id", "timestamp", "is_aggregated", "created_at")}
+               if k not in ("probe_id", "timestamp", "is_aggregated")}
     statement = statement.on_conflict_do_update(
         index_elements=["probe_id", "timestamp", "is_aggregated"], set_=updated)
     db.session.execute(statement)
@@ -90,26 +100,86 @@ def aggregate_minute(probe_id: uuid.UUID, start: datetime) -> bool:
 
 
 def aggregate_pending_minutes(now: datetime | None = None) -> int:
-    """Aggregate every complete minute marked since its aggregate was written."""
+    """Aggregate every complete minute marked since its aggregate was written, and every
+    minute whose persisted raw rows say it needs it though no mark does (catch-up)."""
     handle = get_redis()
     client, key = handle.client, agg_dirty_key(handle.prefix)
-    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
-    current_minute = minute_start_ms(now_ms)
+    now = now or datetime.now(UTC)
+    current_minute = minute_start_ms(to_ms(now))
     marks = client.zrange(key, 0, MAX_MINUTES_PER_RUN - 1, withscores=True)
     done: dict[bytes, float] = {}
+    todo: set[tuple[uuid.UUID, int]] = set()
     for member, score in marks:
         probe_text, minute_text = member.decode().rsplit(":", 1)
         minute_ms = int(minute_text)
         if minute_ms >= current_minute:
             continue  # not complete yet
-        start = datetime.fromtimestamp(minute_ms / 1000, UTC)
-        aggregate_minute(uuid.UUID(probe_text), start)
+        todo.add((uuid.UUID(probe_text), minute_ms))
         done[member] = score
-        if len(done) % 500 == 0:
+    todo |= _unmarked_stale_minutes(client, handle.prefix, from_ms(current_minute))
+    for count, (probe_id, minute_ms) in enumerate(sorted(todo), 1):
+        aggregate_minute(probe_id, from_ms(minute_ms))
+        if count % 500 == 0:
             db.session.commit()
     db.session.commit()
     _unmark(client, key, done)
-    return len(done)
+    return len(todo)
+
+
+def _unmarked_stale_minutes(client, prefix: str, until: datetime) -> set[tuple[uuid.UUID, int]]:
+    """Minutes the marks may have missed: the recent ones always; after Redis lost its data
+    (the watermark key is gone: a restart without AOF, or embedded mode's in-process Redis)
+    every minute within the raw retention, until one scan comes back complete."""
+    full = not client.exists(agg_alive_key(prefix))
+    since = until - (timedelta(days=current_app.config["PULSE_RAW_RETENTION_DAYS"]) if full
+                     else CATCH_UP_RECENT)
+    found = stale_minutes(since, until, MAX_MINUTES_PER_RUN)
+    if full and len(found) < MAX_MINUTES_PER_RUN:
+        client.set(agg_alive_key(prefix), 1)
+    return found
+
+
+def stale_minutes(since: datetime, until: datetime,
+                  limit: int = MAX_MINUTES_PER_RUN) -> set[tuple[uuid.UUID, int]]:
+    """(probe, minute ms) in [since, until) with raw rows and no aggregate, or raw rows
+    stored after their aggregate was computed."""
+    if db.engine.dialect.name == "postgresql":
+        rows = db.session.execute(text(_STALE_SQL), {"since": since, "until": until,
+                                                     "limit": limit})
+        return {(row.probe_id, to_ms(row.minute)) for row in rows}
+    raw = Metric.__table__
+    newest: dict[tuple[uuid.UUID, int], datetime] = {}
+    for probe_id, ts, created in db.session.execute(
+            select(raw.c.probe_id, raw.c.timestamp, raw.c.created_at).where(
+                raw.c.is_aggregated.is_(False), raw.c.timestamp >= since,
+                raw.c.timestamp < until)):
+        key = (probe_id, minute_start_ms(to_ms(ts)))
+        newest[key] = max(newest.get(key, created), created, key=_aware)
+    computed = {(probe_id, to_ms(ts)): created for probe_id, ts, created in db.session.execute(
+        select(raw.c.probe_id, raw.c.timestamp, raw.c.created_at).where(
+            raw.c.is_aggregated.is_(True), raw.c.timestamp >= since, raw.c.timestamp < until))}
+    stale = {key for key, created in newest.items()
+             if key not in computed or _aware(created) > _aware(computed[key])}
+    return set(sorted(stale)[:limit])
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+_STALE_SQL = """
+SELECT r.probe_id, r.minute FROM (
+    SELECT probe_id, date_trunc('minute', timestamp) AS minute, max(created_at) AS newest
+    FROM metrics
+    WHERE is_aggregated = false AND timestamp >= :since AND timestamp < :until
+    GROUP BY 1, 2
+) r
+LEFT JOIN metrics a
+    ON a.is_aggregated = true AND a.probe_id = r.probe_id AND a.timestamp = r.minute
+WHERE a.id IS NULL OR r.newest > a.created_at
+ORDER BY r.minute
+LIMIT :limit
+"""
 
 
 def _unmark(client, key: str, done: dict[bytes, float]) -> None:

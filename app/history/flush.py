@@ -155,8 +155,11 @@ def persist_node_seen(batch: int = 500) -> int:
         if node is None or not state:
             continue
         node.last_seen_at = from_ms(int(state[b"last_seen_ms"]))
+        if node.first_seen_at is None:
+            node.first_seen_at = from_ms(int(state.get(b"first_seen_ms")
+                                             or state[b"last_seen_ms"]))
         if b"agent_version" in state:
-            node.agent_version = state[b"agent_version"].decode()[:64]
+            node.agent_version = state[b"agent_version"].decode()[:128]
         if b"config_version" in state:
             node.config_version = state[b"config_version"].decode()[:128]
         metadata = _load_metadata(state.get(b"metadata"))

@@ -37,7 +37,10 @@ DEADLOCK_RETRIES = 3
 _STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS metrics_stage (
     node_id uuid, probe_id uuid, ts timestamptz,
-    latency_ms numeric(10,2), packet_loss_rate numeric(7,4), jitter_ms numeric(10,2)
+    latency_ms numeric(10,2), packet_loss_rate numeric(7,4), jitter_ms numeric(10,2),
+    latency_min_ms numeric(10,2), latency_median_ms numeric(10,2),
+    latency_p95_ms numeric(10,2), latency_max_ms numeric(10,2),
+    sent integer, received integer, error_code varchar(32)
 ) ON COMMIT DELETE ROWS
 """
 # The join drops points of probes deleted since they were accepted (their rows would
@@ -45,8 +48,11 @@ CREATE TEMP TABLE IF NOT EXISTS metrics_stage (
 # writers inserting the same re-sent point take their index locks in the same order.
 _STAGE_INSERT = """
 INSERT INTO metrics (node_id, probe_id, timestamp, latency_ms, packet_loss_rate, jitter_ms,
-                     is_aggregated, created_at)
-SELECT s.node_id, s.probe_id, s.ts, s.latency_ms, s.packet_loss_rate, s.jitter_ms, false, now()
+                     latency_min_ms, latency_median_ms, latency_p95_ms, latency_max_ms,
+                     sent, received, error_code, is_aggregated, created_at)
+SELECT s.node_id, s.probe_id, s.ts, s.latency_ms, s.packet_loss_rate, s.jitter_ms,
+       s.latency_min_ms, s.latency_median_ms, s.latency_p95_ms, s.latency_max_ms,
+       s.sent, s.received, s.error_code, false, now()
 FROM metrics_stage s JOIN probes p ON p.id = s.probe_id AND p.node_id = s.node_id
 ORDER BY s.probe_id, s.ts
 ON CONFLICT (probe_id, timestamp, is_aggregated) DO NOTHING
@@ -60,11 +66,23 @@ def dedupe(rows: list[pending.PendingRow]) -> list[pending.PendingRow]:
     return list(latest.values())
 
 
+def _ms(value: float | None) -> str:
+    return "\\N" if value is None else f"{value:.2f}"
+
+
+def _plain(value: int | str | None) -> str:
+    return "\\N" if value is None else str(value)
+
+
 def _copy_text(rows: list[pending.PendingRow]) -> io.StringIO:
+    """COPY's text format; \\N is null. Error codes are SPEC §7's (no tab or backslash)."""
     buffer = io.StringIO()
     for r in rows:
         buffer.write(f"{r.node_id}\t{r.probe_id}\t{from_ms(r.ts_ms).isoformat()}\t"
-                     f"{r.latency_ms:.2f}\t{r.packet_loss_rate:.4f}\t{r.jitter_ms:.2f}\n")
+                     f"{_ms(r.latency_ms)}\t{r.packet_loss_rate:.4f}\t{_ms(r.jitter_ms)}\t"
+                     f"{_ms(r.latency_min_ms)}\t{_ms(r.latency_median_ms)}\t"
+                     f"{_ms(r.latency_p95_ms)}\t{_ms(r.latency_max_ms)}\t{_plain(r.sent)}\t"
+                     f"{_plain(r.received)}\t{_plain(r.error)}\n")
     buffer.seek(0)
     return buffer
 
@@ -119,6 +137,10 @@ class PostgresWriter:
             raw.close()
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
 class SessionWriter:
     """SQLite (embedded mode): insert-or-ignore through the Flask-SQLAlchemy session."""
 
@@ -134,9 +156,14 @@ class SessionWriter:
         now = datetime.now(UTC)
         values = [
             {"node_id": uuid.UUID(r.node_id), "probe_id": uuid.UUID(r.probe_id),
-             "timestamp": from_ms(r.ts_ms), "latency_ms": round(r.latency_ms, 2),
-             "packet_loss_rate": round(r.packet_loss_rate, 4),
-             "jitter_ms": round(r.jitter_ms, 2), "is_aggregated": False, "created_at": now}
+             "timestamp": from_ms(r.ts_ms), "latency_ms": _round(r.latency_ms),
+             "packet_loss_rate": round(r.packet_loss_rate, 4), "jitter_ms": _round(r.jitter_ms),
+             "latency_min_ms": _round(r.latency_min_ms),
+             "latency_median_ms": _round(r.latency_median_ms),
+             "latency_p95_ms": _round(r.latency_p95_ms),
+             "latency_max_ms": _round(r.latency_max_ms), "sent": r.sent,
+             "received": r.received, "error_code": r.error, "is_aggregated": False,
+             "created_at": now}
             for r in rows if (r.probe_id, r.node_id) in known
         ]
         if not values:

@@ -1,9 +1,16 @@
 """The live hour in Redis sorted sets, one per series (a probe, or "_node" for the summary).
 
-A member is a compact encoding derived from the point itself — `<ts_ms hex>:<latency
-centi-ms>:<loss centi-%>:<jitter centi-ms>` (~20 bytes) — so a re-sent point is the same
-member and replaces itself, and the set stays in Redis's listpack encoding (≤ 64 B a
-point, see bench/flush.py). The score is the point's epoch-ms timestamp.
+A member is a compact encoding derived from the point itself, so a re-sent point is the
+same member and replaces itself:
+
+    <ts_ms>:<latency>:<loss>:<jitter>:<min>:<median>:<p95>:<max>:<sent>:<received>:<error>
+
+every number an integer in base 36 (timestamps in ms, latencies in centi-ms, loss in
+centi-%), an empty field for a missing value (a run that received nothing has no
+latency), the error a one-character code (ERROR_CHARS). A typical probe point is ~40
+bytes and the worst case (every latency at 60 s) 57, so members stay under Redis's
+64-byte listpack limit (SPEC §9; measured in bench/flush.py). The score is the point's
+epoch-ms timestamp.
 """
 
 from __future__ import annotations
@@ -17,28 +24,77 @@ LIVE_WINDOW_MS = 3600 * 1000
 LIVE_TTL_SECONDS = 3600 + 300
 NODE_SERIES = "_node"
 
+# SPEC §7's error codes, one character each in the member and the pending queue.
+ERROR_CHARS = {
+    "ERR_CONNECTION_REFUSED": "r",
+    "ERR_CONNECTION_TIMEOUT": "t",
+    "ERR_NETWORK_UNREACHABLE": "u",
+    "ERR_DNS": "d",
+    "ERR_SOCKET": "s",
+}
+ERROR_CODES = {char: code for code, char in ERROR_CHARS.items()}
+
 
 class Point(NamedTuple):
     """One measured point: a probe run's result or a node summary (a tuple: made for
-    every point of every heartbeat, so as cheap to build as Python allows)."""
+    every point of every heartbeat, so as cheap to build as Python allows). Latency and
+    jitter are None for a run that received nothing."""
 
     series: str  # probe id, or NODE_SERIES
     ts_ms: int
-    latency_ms: float
+    latency_ms: float | None
     packet_loss_rate: float
-    jitter_ms: float
+    jitter_ms: float | None
+    latency_min_ms: float | None = None
+    latency_median_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_max_ms: float | None = None
+    sent: int | None = None
+    received: int | None = None
+    error: str | None = None  # a SPEC §7 code (ERR_…); one character in encodings
+
+
+def _b36(value: int) -> bytes:
+    if value < 0:
+        return b"-" + _b36(-value)
+    digits = b""
+    while True:
+        value, rest = divmod(value, 36)
+        digits = b"0123456789abcdefghijklmnopqrstuvwxyz"[rest:rest + 1] + digits
+        if not value:
+            return digits
+
+
+def _centi(value: float | None) -> bytes:
+    return b"" if value is None else _b36(round(value * 100))
+
+
+def _count(value: int | None) -> bytes:
+    return b"" if value is None else _b36(value)
+
+
+def _uncenti(text: bytes) -> float | None:
+    return int(text, 36) / 100 if text else None
+
+
+def _uncount(text: bytes) -> int | None:
+    return int(text, 36) if text else None
 
 
 def encode_member(point: Point) -> bytes:
-    return b"%x:%d:%d:%d" % (
-        point.ts_ms, round(point.latency_ms * 100), round(point.packet_loss_rate * 100),
-        round(point.jitter_ms * 100),
-    )
+    error = ERROR_CHARS.get(point.error or "", "").encode()
+    return b":".join((
+        _b36(point.ts_ms), _centi(point.latency_ms), _centi(point.packet_loss_rate),
+        _centi(point.jitter_ms), _centi(point.latency_min_ms), _centi(point.latency_median_ms),
+        _centi(point.latency_p95_ms), _centi(point.latency_max_ms), _count(point.sent),
+        _count(point.received), error))
 
 
 def decode_member(series: str, member: bytes) -> Point:
-    ts_hex, latency, loss, jitter = member.split(b":")
-    return Point(series, int(ts_hex, 16), int(latency) / 100, int(loss) / 100, int(jitter) / 100)
+    ts, lat, loss, jit, low, med, p95, high, sent, received, error = member.split(b":")
+    return Point(series, int(ts, 36), _uncenti(lat), _uncenti(loss) or 0.0, _uncenti(jit),
+                 _uncenti(low), _uncenti(med), _uncenti(p95), _uncenti(high),
+                 _uncount(sent), _uncount(received), ERROR_CODES.get(error.decode()))
 
 
 def read_series(client, prefix: str, node_id: str, series: str, from_ms: int | None = None,

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import redis
 
-from app.history.live_cache import Point
+from app.history.live_cache import ERROR_CHARS, ERROR_CODES, Point
 from app.redis_keys import pending_points_key, pending_stream
 
 GROUP = "flushers"
@@ -25,17 +25,41 @@ class PendingRow(NamedTuple):
     node_id: str
     probe_id: str
     ts_ms: int
-    latency_ms: float
+    latency_ms: float | None
     packet_loss_rate: float
-    jitter_ms: float
+    jitter_ms: float | None
+    latency_min_ms: float | None = None
+    latency_median_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_max_ms: float | None = None
+    sent: int | None = None
+    received: int | None = None
+    error: str | None = None
+
+
+def _num(value) -> bytes:
+    return b"" if value is None else repr(value).encode()
 
 
 def encode_points(points: Iterable[Point]) -> bytes:
+    """`probe,ts,latency,loss,jitter,min,median,p95,max,sent,received,error` per point,
+    `;`-separated; an empty field is a missing value, the error one character."""
     return b";".join(
-        b"%s,%d,%s,%s,%s" % (p.series.encode(), p.ts_ms, repr(p.latency_ms).encode(),
-                             repr(p.packet_loss_rate).encode(), repr(p.jitter_ms).encode())
+        b",".join((p.series.encode(), b"%d" % p.ts_ms, _num(p.latency_ms),
+                   _num(p.packet_loss_rate), _num(p.jitter_ms), _num(p.latency_min_ms),
+                   _num(p.latency_median_ms), _num(p.latency_p95_ms), _num(p.latency_max_ms),
+                   _num(p.sent), _num(p.received),
+                   ERROR_CHARS.get(p.error or "", "").encode()))
         for p in points
     )
+
+
+def _float(text: bytes) -> float | None:
+    return float(text) if text else None
+
+
+def _int(text: bytes) -> int | None:
+    return int(text) if text else None
 
 
 def decode_entry(fields: dict) -> list[PendingRow]:
@@ -44,9 +68,14 @@ def decode_entry(fields: dict) -> list[PendingRow]:
     for item in fields[b"p"].split(b";"):
         if not item:
             continue
-        probe_id, ts_ms, latency, loss, jitter = item.split(b",")
-        rows.append(PendingRow(node_id, probe_id.decode(), int(ts_ms), float(latency),
-                               float(loss), float(jitter)))
+        parts = item.split(b",")
+        if len(parts) == 5:  # written before the run's spread was kept (one release)
+            parts += [b""] * 7
+        probe_id, ts_ms, lat, loss, jit, low, med, p95, high, sent, received, error = parts
+        rows.append(PendingRow(node_id, probe_id.decode(), int(ts_ms), _float(lat),
+                               float(loss), _float(jit), _float(low), _float(med),
+                               _float(p95), _float(high), _int(sent), _int(received),
+                               ERROR_CODES.get(error.decode())))
     return rows
 
 

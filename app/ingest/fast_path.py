@@ -94,7 +94,7 @@ class HeartbeatFastPath:
                 return None
             try:
                 body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 return None
             if check_node_id(body, node_id) is not None:
                 return None

@@ -27,6 +27,7 @@ _ACCEPTED = HEARTBEATS.labels(outcome="accepted")  # bound once: labels() is a l
 class Outcome:
     accepted: int = 0
     error: ApiError | None = None
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -90,7 +91,8 @@ def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None,
         valid, error = judge_item(body)
         if error is not None and only_if_valid:
             return None
-        result.outcomes.append(Outcome(len(valid.results) if valid else 0, error))
+        result.outcomes.append(Outcome(len(valid.results), None, valid.warnings) if valid
+                               else Outcome(0, error))
         if valid is not None:
             valid_items.append(valid)
     result.expected_version = judge_item.expected_version
@@ -107,7 +109,8 @@ def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None,
 
 def heartbeat_answer(result: IngestResult) -> dict:
     """The 200 answer of POST /heartbeat (HeartbeatAnswerSchema), for view and fast path."""
+    outcome = result.outcomes[0]
     return {"status": "success", "message": "Heartbeat received",
-            "timestamp": iso_utc(datetime.now(UTC)), "accepted": result.outcomes[0].accepted,
+            "timestamp": iso_utc(datetime.now(UTC)), "accepted": outcome.accepted,
             "config_version": result.expected_version,
-            "drift_detected": result.drift_detected}
+            "drift_detected": result.drift_detected, "warnings": outcome.warnings}

@@ -53,8 +53,6 @@ from app.timeutil import to_ms
 log = logging.getLogger(__name__)
 PRESENCE_TTL_SECONDS = 3 * 86400
 EARLY_FLUSH_PENDING = 100
-MAX_METADATA_BYTES = 4096
-KNOWN_METADATA = ("hostname", "ip_address", "region", "kubernetes_pod", "kubernetes_namespace")
 
 
 @dataclass
@@ -94,10 +92,11 @@ def node_write(prefix: str, node_id: str, points: Iterable[Point], now_ms: int,
         commands += (("SETBIT", key, present_at.hour * 60 + present_at.minute, 1),
                      ("EXPIRE", key, PRESENCE_TTL_SECONDS))
     if seen:
-        hset: list = ["HSET", node_seen_key(prefix, node_id)]
+        key = node_seen_key(prefix, node_id)
+        hset: list = ["HSET", key]
         for field, value in seen.items():
             hset += (field, value)
-        commands.append(tuple(hset))
+        commands += (tuple(hset), ("HSETNX", key, "first_seen_ms", seen["last_seen_ms"]))
     return NodeWrite(commands, live_points)
 
 
@@ -137,22 +136,14 @@ class RoundTrip:
         return {name: replies[index] for name, index in self._slots.items()}
 
 
-def bounded_metadata(metadata: dict) -> str:
-    """JSON of the reported metadata; when too large, only its well-known short keys."""
-    text = json.dumps(metadata, separators=(",", ":"), default=str)
-    if len(text) <= MAX_METADATA_BYTES:
-        return text
-    known = {k: str(metadata[k])[:255] for k in KNOWN_METADATA if metadata.get(k) is not None}
-    return json.dumps(known, separators=(",", ":"))
-
-
 def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime) -> None:
     """Write accepted heartbeats of one node to Redis: live cache, presence, last seen and
     the pending queue, in one round trip; queue an early flush when enough is pending."""
     handle = get_redis()
     node = str(node_id)
     now_ms = to_ms(now)
-    summaries = [Point(NODE_SERIES, v.ts_ms, *v.summary) for v in items]
+    summaries = [Point(NODE_SERIES, v.ts_ms, *v.summary) for v in items
+                 if v.summary is not None]
     points = [Point(*r) for v in items for r in v.results]
     newest = max(items, key=lambda v: v.ts_ms)
     seen = {"last_seen_ms": now_ms}
@@ -161,7 +152,7 @@ def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datet
     if newest.agent_version is not None:
         seen["agent_version"] = newest.agent_version
     if newest.metadata:
-        seen["metadata"] = bounded_metadata(newest.metadata)
+        seen["metadata"] = json.dumps(newest.metadata, separators=(",", ":"))
     trip = RoundTrip()
     trip.add(*node_write(handle.prefix, node, summaries + points, now_ms, present_at=now,
                          seen=seen).commands)

@@ -1,4 +1,4 @@
-"""Time-series points: raw probe points and their minute aggregates."""
+"""Time-series points: raw probe runs and their minute aggregates."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, UniqueConstraint, false, text
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -38,8 +48,16 @@ class Metric(db.Model):
     is_aggregated: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default=false()
     )
+    # What the run reported (raw rows); on aggregated rows min/max of the minute and the
+    # mean of its runs' medians and p95s. Latency columns are null for a run that
+    # received nothing.
     latency_min_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    latency_median_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    latency_p95_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
     latency_max_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    sent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    received: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
     jitter_max_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
     packet_loss_max: Mapped[Decimal | None] = mapped_column(Numeric(7, 4), nullable=True)
     sample_count: Mapped[int | None] = mapped_column(Integer, nullable=True)

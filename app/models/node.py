@@ -22,10 +22,12 @@ class Node(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     hostname: Mapped[str | None] = mapped_column(String(255), nullable=True)
     ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    agent_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
     config_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
     metadata_: Mapped[dict] = mapped_column("metadata", JsonType, nullable=False, default=dict)
     last_seen_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # When Pulse received the node's first heartbeat: uptime_24h counts from it.
+    first_seen_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         Timestamp, nullable=False, default=utcnow, onupdate=utcnow

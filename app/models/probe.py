@@ -67,6 +67,11 @@ class Probe(db.Model):
         Timestamp, nullable=False, default=utcnow, onupdate=utcnow
     )
 
+    @property
+    def label(self) -> str:
+        """What a viewer may see of the probe: its name, or `<TYPE> #<first 8 of id>`."""
+        return self.name or f"{self.type} #{str(self.id)[:8]}"
+
 
 def config_version_of(probes: Iterable[Probe]) -> str:
     """An opaque version of a node's enabled probe set: any change to the set changes it."""

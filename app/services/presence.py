@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from app.extensions import get_redis
 from app.models import Node
 from app.redis_keys import node_seen_key, presence_key
 from app.services.nodes import node_status
+from app.timeutil import from_ms
 
 MINUTES_PER_DAY = 1440
 
@@ -45,8 +46,11 @@ def _window_spans(now: datetime) -> list[tuple[str, int, int]]:
     return [(_day(first), _minute_of_day(first), MINUTES_PER_DAY), (_day(now), 0, end_bit)]
 
 
-def uptime_24h(node_ids: Sequence[str], now: datetime | None = None) -> dict[str, float]:
-    """% of the last 1,440 minutes (the current one included) with a heartbeat, per node."""
+def uptime_24h(node_ids: Sequence[str], now: datetime | None = None,
+               first_seen: Mapping[str, datetime | None] | None = None) -> dict[str, float | None]:
+    """% of the last 1,440 minutes (the current one included) with a heartbeat, per node,
+    counted from the node's first heartbeat when that is more recent (a node up for 10
+    minutes is at 100 %, not 0.7 %); None for a node never seen."""
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     spans = _window_spans(now)
     handle = get_redis()
@@ -55,10 +59,20 @@ def uptime_24h(node_ids: Sequence[str], now: datetime | None = None) -> dict[str
         for day, _first, _end in spans:
             pipe.get(presence_key(handle.prefix, node_id, day))
     raw = iter(pipe.execute())
-    result = {}
+    first_seen = first_seen or {}
+    result: dict[str, float | None] = {}
     for node_id in node_ids:
         count = sum(_count_bits(next(raw) or b"", first, end) for _, first, end in spans)
-        result[node_id] = round(100.0 * count / MINUTES_PER_DAY, 2)
+        minutes = MINUTES_PER_DAY
+        since = first_seen.get(node_id)
+        if since is not None:
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+            lived = int((now - since.replace(second=0, microsecond=0)).total_seconds() // 60) + 1
+            minutes = max(1, min(MINUTES_PER_DAY, lived))
+        elif node_id in first_seen:  # known never to have reported
+            result[node_id] = None
+            continue
+        result[node_id] = round(min(100.0, 100.0 * count / minutes), 2)
     return result
 
 
@@ -76,30 +90,37 @@ def _count_bits(bitmap: bytes, start_bit: int, end_bit: int) -> int:
     return (window & ((1 << (end_bit - start_bit)) - 1)).bit_count()
 
 
-def fresh_last_seen(node_ids: Sequence[str]) -> dict[str, datetime]:
-    """last_seen_at from Redis, newer than the database's until the next flush."""
+def fresh_seen(node_ids: Sequence[str]) -> dict[str, tuple[datetime, datetime | None]]:
+    """(last seen, first seen) from Redis, newer than the database's until the next flush."""
     handle = get_redis()
     pipe = handle.client.pipeline(transaction=False)
     for node_id in node_ids:
-        pipe.hget(node_seen_key(handle.prefix, node_id), "last_seen_ms")
-    return {node_id: datetime.fromtimestamp(int(raw) / 1000, UTC)
-            for node_id, raw in zip(node_ids, pipe.execute(), strict=True) if raw}
+        pipe.hmget(node_seen_key(handle.prefix, node_id), "last_seen_ms", "first_seen_ms")
+    seen = {}
+    for node_id, (last, first) in zip(node_ids, pipe.execute(), strict=True):
+        if last:
+            seen[node_id] = (from_ms(int(last)), from_ms(int(first)) if first else None)
+    return seen
 
 
 def node_views(nodes: Sequence[Node]) -> list[dict]:
     """Nodes as the API shows them: columns plus status and uptime_24h."""
     ids = [str(n.id) for n in nodes]
-    uptimes = uptime_24h(ids)
-    seen = fresh_last_seen(ids)
-    views = []
+    seen = fresh_seen(ids)
+    views, first_seen = [], {}
     for node in nodes:
         view = {c.key: getattr(node, c.key) for c in Node.__mapper__.column_attrs}
-        if str(node.id) in seen:
-            view["last_seen_at"] = seen[str(node.id)]
+        last, first = seen.get(str(node.id), (None, None))
+        if last is not None:
+            view["last_seen_at"] = last
+        view["first_seen_at"] = view["first_seen_at"] or first or view["last_seen_at"]
         # The status follows the freshest last_seen (Redis, until the flush writes it).
         view["status"] = node_status(view["last_seen_at"])
-        view["uptime_24h"] = uptimes[str(node.id)]
+        first_seen[str(node.id)] = view["first_seen_at"]
         views.append(view)
+    uptimes = uptime_24h(ids, first_seen=first_seen)
+    for view in views:
+        view["uptime_24h"] = uptimes[str(view["id"])]
     return views
 
 

@@ -23,7 +23,7 @@ import struct
 import threading
 import time
 
-from beacon.probes import (
+from beacon.probes.base import (
     ERR_CONNECTION_REFUSED,
     ERR_CONNECTION_TIMEOUT,
     ERR_DNS,
@@ -32,6 +32,7 @@ from beacon.probes import (
     Pacer,
     ProbeSpec,
     RunResult,
+    SampleCallback,
 )
 
 _LINGER_RST = struct.pack("ii", 1, 0)
@@ -141,7 +142,10 @@ def begin_run(spec: ProbeSpec, socktype: int) -> tuple[RunResult, tuple | None]:
 
 
 def tcp_run(
-    spec: ProbeSpec, spacing_seconds: float = 1.0, stop: threading.Event | None = None
+    spec: ProbeSpec,
+    spacing_seconds: float = 1.0,
+    stop: threading.Event | None = None,
+    on_sample: SampleCallback | None = None,
 ) -> RunResult:
     """``spec.count`` connects spaced ``spacing_seconds`` apart (a slow one delays the next).
 
@@ -168,4 +172,6 @@ def tcp_run(
         run.samples.append(rtt)
         if err:
             run.errors.append(err)
+        if on_sample is not None and not (err and pacer.stop.is_set()):
+            on_sample(run, i, rtt, err)
     return run

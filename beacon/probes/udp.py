@@ -20,12 +20,13 @@ import struct
 import threading
 import time
 
-from beacon.probes import (
+from beacon.probes.base import (
     ERR_CONNECTION_TIMEOUT,
     ERR_NETWORK_UNREACHABLE,
     Pacer,
     ProbeSpec,
     RunResult,
+    SampleCallback,
 )
 from beacon.probes.tcp import begin_run, classify
 
@@ -46,7 +47,10 @@ def decode(data: bytes) -> tuple[bytes, int, int] | None:
 
 
 def udp_run(
-    spec: ProbeSpec, spacing_seconds: float = 1.0, stop: threading.Event | None = None
+    spec: ProbeSpec,
+    spacing_seconds: float = 1.0,
+    stop: threading.Event | None = None,
+    on_sample: SampleCallback | None = None,
 ) -> RunResult:
     """``spec.count`` datagrams spaced ``spacing_seconds`` apart, each awaited ``timeout``."""
     run, resolved = begin_run(spec, socket.SOCK_DGRAM)
@@ -58,11 +62,15 @@ def udp_run(
             sock.connect(sockaddr)
         except OSError as exc:
             code = classify(exc)
+            code = code if code != "ERR_SOCKET" else ERR_NETWORK_UNREACHABLE
             run.samples = [None] * spec.count
-            run.errors = [code if code != "ERR_SOCKET" else ERR_NETWORK_UNREACHABLE] * spec.count
+            run.errors = [code] * spec.count
+            if on_sample is not None:
+                for seq in range(spec.count):
+                    on_sample(run, seq, None, code)
             return run
         sock.setblocking(False)
-        _exchange(sock, spec, run, spacing_seconds, stop)
+        _exchange(sock, spec, run, spacing_seconds, stop, on_sample)
     return run
 
 
@@ -72,7 +80,12 @@ def _exchange(
     run: RunResult,
     spacing: float,
     stop: threading.Event | None,
+    on_sample: SampleCallback | None = None,
 ) -> None:
+    def done(seq: int) -> None:
+        if on_sample is not None:
+            on_sample(run, seq, rtts[seq], errors[seq])
+
     run_id = os.urandom(8)
     timeout_ns = int(spec.timeout_seconds * 1e9)
     pacer = Pacer(spacing, stop)
@@ -93,6 +106,7 @@ def _exchange(
             if now_ns - sent_ns >= timeout_ns:
                 del outstanding[seq]
                 errors[seq] = socket_error or ERR_CONNECTION_TIMEOUT
+                done(seq)
         if next_seq < spec.count and time.monotonic() >= pacer.start + next_seq * spacing:
             send_ns = time.perf_counter_ns()
             try:
@@ -101,6 +115,7 @@ def _exchange(
             except OSError as exc:
                 socket_error = classify(exc)
                 errors[next_seq] = socket_error
+                done(next_seq)
             next_seq += 1
             sent = next_seq
             continue
@@ -114,7 +129,11 @@ def _exchange(
         wait = max(0.0, (min(wake_ns) - time.perf_counter_ns()) / 1e9)
         readable, _, _ = select.select([sock], [], [], min(wait, 0.25))
         if readable:
-            socket_error = _drain(sock, run_id, outstanding, rtts, timeout_ns) or socket_error
+            answered: list[int] = []
+            error = _drain(sock, run_id, outstanding, rtts, timeout_ns, answered)
+            socket_error = error or socket_error
+            for seq in answered:
+                done(seq)
     run.samples = rtts[:sent]
     run.errors = [e for e in errors[:sent] if e is not None]
     # A sample neither answered nor expired (stopped mid-run) counts as lost by timeout.
@@ -128,8 +147,9 @@ def _drain(
     outstanding: dict[int, int],
     rtts: list[float | None],
     timeout_ns: int,
+    answered: list[int] | None = None,
 ) -> str | None:
-    """Read every queued datagram.
+    """Read every queued datagram; the sequence numbers answered go to ``answered``.
 
     Returns the code of a socket error that surfaced, classified as a send error would
     be (ICMP port unreachable: refused; host or network unreachable: unreachable), or
@@ -153,3 +173,5 @@ def _drain(
             continue  # arrived after its deadline
         del outstanding[seq]
         rtts[seq] = (recv_ns - send_ns) / 1e6
+        if answered is not None:
+            answered.append(seq)

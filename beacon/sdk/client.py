@@ -3,103 +3,29 @@
 from __future__ import annotations
 
 import logging
-import math
-import random
-import string
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from beacon.sdk import limits, metrics
 from beacon.sdk import metadata as md
-from beacon.sdk import metrics
-from beacon.sdk.errors import ConfigError, ParseError, ReporterError
+from beacon.sdk.errors import ParseError, ReporterError
+from beacon.sdk.options import FIELD_LIMITS, HeartbeatOptions, generate_instance_id
 from beacon.sdk.transport import Transport
+
+__all__ = [
+    "HeartbeatClient",
+    "HeartbeatClientBuilder",
+    "HeartbeatOptions",
+    "HeartbeatResponse",
+    "generate_instance_id",
+]
 
 log = logging.getLogger("beacon.sdk")
 
 UNKNOWN_VERSION = "unknown"
-
-
-def generate_instance_id(hostname: str | None = None) -> str:
-    """``<hostname>-<8 random [0-9a-z]>`` (the seed's format)."""
-    host = hostname or md.detect_hostname() or "unknown"
-    alphabet = string.digits + string.ascii_lowercase
-    return f"{host}-{''.join(random.SystemRandom().choices(alphabet, k=8))}"
-
-
-@dataclass
-class HeartbeatOptions:
-    """Validated client settings; durations are float seconds."""
-
-    server_url: str
-    app: str
-    profile: str
-    token: str | None = None
-    instance_id: str = ""
-    interval: float = 30.0
-    timeout: float = 5.0
-    max_retries: int = 3
-    initial_retry_delay: float = 1.0
-    max_retry_delay: float = 60.0
-    custom_metadata: dict[str, str] = field(default_factory=dict)
-    auto_detect_metadata: bool = True
-    health: str = "healthy"
-    tls_verify: bool = True
-    ca_file: str | None = None
-    enable_metrics: bool = False
-
-    @classmethod
-    def from_keywords(
-        cls, server_url: str | None, app: str | None, profile: str | None, options: dict[str, Any]
-    ) -> HeartbeatOptions:
-        """The keyword form of both clients: unknown options are a ConfigError."""
-        unknown = set(options) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option")
-        return cls(
-            server_url=server_url or "", app=app or "", profile=profile or "", **options
-        ).validate()
-
-    def validate(self) -> HeartbeatOptions:
-        for name in ("server_url", "app", "profile"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(name)
-        if not self.server_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                "server_url", f"must start with http:// or https://, got {self.server_url!r}"
-            )
-        for name in ("interval", "timeout", "initial_retry_delay", "max_retry_delay"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ConfigError(name, f"must be a number of seconds > 0, got {value!r}")
-            setattr(self, name, float(value))
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise ConfigError("max_retries", f"must be an integer, got {self.max_retries!r}")
-        if self.max_retries < 1:
-            raise ConfigError("max_retries", f"must be >= 1, got {self.max_retries!r}")
-        for name in ("token", "ca_file"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise ConfigError(name, f"must be a string, got {value!r}")
-        for name in ("instance_id", "health"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(name, f"must be a string, got {getattr(self, name)!r}")
-        for name in ("auto_detect_metadata", "tls_verify", "enable_metrics"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(name, f"must be True or False, got {getattr(self, name)!r}")
-        if not isinstance(self.custom_metadata, dict):
-            raise ConfigError("custom_metadata", f"must be a mapping, got {self.custom_metadata!r}")
-        if not self.instance_id:
-            self.instance_id = generate_instance_id()
-        return self
 
 
 @dataclass(frozen=True)
@@ -183,6 +109,9 @@ class HeartbeatCore:
         self.last_response: HeartbeatResponse | None = None
         self.last_error: ReporterError | None = None
         self._meta: md.InstanceMetadata | None = None
+        # The last drift state logged (None: nothing answered yet), so a warning is
+        # logged when drift starts or ends, not on every heartbeat.
+        self._drift_logged: tuple[bool, str, str | None] | None = None
         self.transport = Transport(
             opts.server_url,
             token=opts.token,
@@ -213,17 +142,23 @@ class HeartbeatCore:
         labels = dict(meta.custom)
         if meta.app_version and "app_version" not in labels:
             labels["app_version"] = meta.app_version
-        return {
+        fields = {
             "instance_id": self.opts.instance_id,
-            "config_version": self._version,
             "hostname": meta.hostname,
             "ip_address": meta.ip_address,
             "region": meta.region,
             "kubernetes_pod": meta.kubernetes_pod,
             "kubernetes_namespace": meta.kubernetes_namespace,
-            "metadata": labels,
             "health": self.opts.health,
         }
+        # Trimmed to Pulse's limits (SPEC §5), so a long or odd label never costs the
+        # heartbeat a 400.
+        payload: dict[str, Any] = {
+            name: limits.clean_optional(value, FIELD_LIMITS[name]) for name, value in fields.items()
+        }
+        payload["config_version"] = limits.clean_text(self._version, limits.MAX_VERSION_CHARS)
+        payload["metadata"] = limits.trim_metadata(labels)
+        return payload
 
     def send(self, stop_event: threading.Event | None = None) -> HeartbeatResponse:
         """One heartbeat with retries; ``stop_event`` cuts a retry wait short."""
@@ -247,16 +182,26 @@ class HeartbeatCore:
         metrics.record(
             True, time.perf_counter() - started, response.drift_detected, self.opts.enable_metrics
         )
-        if response.drift_detected:
+        self._log_drift_change(response)
+        return response
+
+    def _log_drift_change(self, response: HeartbeatResponse) -> None:
+        """A warning when drift starts, changes versions or ends; silence in between."""
+        drifted = response.drift_detected
+        current = (drifted, self._version, response.expected_version if drifted else None)
+        previous, self._drift_logged = self._drift_logged, current
+        if current == previous or (previous is None and not drifted):
+            return
+        who = f"{self.opts.app}/{self.opts.profile} instance {self.opts.instance_id}"
+        if drifted:
             log.warning(
-                "config drift: %s/%s instance %s runs %s, expected %s",
-                self.opts.app,
-                self.opts.profile,
-                self.opts.instance_id,
+                "config drift: %s runs %s, expected %s",
+                who,
                 self._version,
                 response.expected_version,
             )
-        return response
+        elif previous is not None and previous[0]:
+            log.warning("config back in line: %s runs %s as expected", who, self._version)
 
 
 class HeartbeatClient:
@@ -297,7 +242,8 @@ class HeartbeatClient:
 
     @property
     def instance_id(self) -> str:
-        """This instance's id (generated as ``<hostname>-<8 chars>`` when not given)."""
+        """This instance's id; when not given, ``<hostname>-<8 chars>`` derived from the
+        hostname, app and profile (the same after a restart)."""
         return self._core.opts.instance_id
 
     @property

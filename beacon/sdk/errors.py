@@ -50,7 +50,17 @@ class ServerError(ReporterError):
         self.body = body
         self.payload = payload
         self.retry_after = retry_after
-        super().__init__(f"HTTP {status}: {body[:300]}")
+        super().__init__(f"HTTP {status}: {self.summary}")
+
+    @property
+    def summary(self) -> str:
+        """One short line: ``ERR_CODE: message`` of a Pulse error, else the body's start."""
+        if isinstance(self.payload, dict) and isinstance(self.payload.get("code"), str):
+            message = self.payload.get("message")
+            text = f"{self.payload['code']}: {message}" if message else self.payload["code"]
+        else:
+            text = " ".join(self.body.split())
+        return text[:160]
 
     @property
     def code(self) -> str | None:

@@ -9,9 +9,12 @@ that is shutting down is never stuck in a backoff sleep.
 from __future__ import annotations
 
 import email.utils
+import errno
 import json
 import logging
 import random
+import re
+import socket
 import ssl
 import threading
 import time
@@ -34,6 +37,53 @@ FINAL_REQUEST_ERRORS = (
     requests.exceptions.MissingSchema,
     requests.exceptions.InvalidSchema,
 )
+
+
+def _causes(exc: BaseException, limit: int = 12) -> list[BaseException]:
+    """``exc`` and what it wraps: causes, contexts, urllib3's ``reason`` and exception args."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < limit:
+        item = todo.pop(0)
+        if any(item is s for s in seen):
+            continue
+        seen.append(item)
+        nested = [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+        todo.extend(n for n in nested if isinstance(n, BaseException))
+    return seen
+
+
+def describe_request_error(exc: requests.RequestException, url: str, timeout: float) -> str:
+    """One short line for a failed request (``connection refused to https://…``).
+
+    requests' own text nests urllib3's pool, retry and connection objects into a few
+    hundred characters per attempt; an operator needs what happened and where.
+    """
+    causes = _causes(exc)
+    for cause in causes:
+        if isinstance(cause, ssl.SSLError):
+            text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(cause))
+            return f"TLS error with {url}: {text}"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS error with {url}"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"connection timed out ({timeout:g} s) to {url}"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"no answer within {timeout:g} s from {url}"
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return f"invalid URL {url}"
+    for cause in causes:
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused to {url}"
+        if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
+            return f"cannot resolve the host of {url}"
+        if isinstance(cause, ConnectionResetError):
+            return f"connection reset by {url}"
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return f"network unreachable to {url}"
+        if type(cause).__name__ == "RemoteDisconnected":
+            return f"connection closed by {url} without an answer"
+    return f"{exc.__class__.__name__} with {url}"
 
 
 def backoff_delay(
@@ -180,8 +230,9 @@ class Transport:
                 )
                 text = resp.text
         except requests.RequestException as exc:
+            log.debug("%s %s failed: %r", method, url, exc)
             raise NetworkError(
-                f"{method} {url}: {exc.__class__.__name__}: {exc}",
+                describe_request_error(exc, self.server_url, self.timeout),
                 retryable=not isinstance(exc, FINAL_REQUEST_ERRORS),
             ) from exc
         latency = time.perf_counter() - started
@@ -238,7 +289,8 @@ class Transport:
                     raise
                 delay = backoff_delay(n, self.initial_retry_delay, self.max_retry_delay, self._rng)
                 err = exc
-            log.warning("attempt %d/%d failed (%s); retrying in %.2fs", n, attempts, err, delay)
+            # Debug only: the caller reports the final outcome in one line.
+            log.debug("attempt %d/%d failed (%s); retrying in %.2f s", n, attempts, err, delay)
             if stop.wait(delay):
                 raise err
         raise AssertionError("unreachable")

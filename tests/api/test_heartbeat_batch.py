@@ -60,7 +60,9 @@ def test_mixed_batch_accepts_only_valid_items(app, client, node, node_headers, n
     for rejected in answer["rejected"]:
         assert set(rejected) == {"index", "code", "message"}
         assert isinstance(rejected["message"], str) and rejected["message"]
-    assert set(answer) == {"accepted", "rejected", "config_version", "drift_detected"}
+    assert set(answer) == {"accepted", "rejected", "warnings", "config_version",
+                           "drift_detected"}
+    assert answer["warnings"] == []
     config = client.get("/api/v1/beacon/config", headers=node_headers).get_json()
     assert answer["config_version"] == config["config_version"]
     assert isinstance(answer["drift_detected"], bool)

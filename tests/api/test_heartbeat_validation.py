@@ -18,7 +18,7 @@ from tests.support import api
 
 URL = "/api/v1/beacon/heartbeat"
 ANSWER_KEYS = {"status", "message", "timestamp", "accepted", "config_version",
-               "drift_detected"}
+               "drift_detected", "warnings"}
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +109,26 @@ def test_full_result_with_every_optional_field_is_accepted(post, body):
 # --- wrong types ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["12.3", "", True, False, [], {}, None])
+@pytest.mark.parametrize("value", ["12.3", "", True, False, [], {}])
 @pytest.mark.parametrize("name", ["latency_ms", "packet_loss_rate", "jitter_ms"])
 def test_summary_must_be_json_numbers(post, body, name, value):
     body[name] = value
+    error = assert_error(post(body), "ERR_INVALID_METRICS")
+    assert name in error["details"]["fields"]
+
+
+def test_summary_loss_may_not_be_null(post, body):
+    body["packet_loss_rate"] = None
+    error = assert_error(post(body), "ERR_INVALID_METRICS")
+    assert "packet_loss_rate" in error["details"]["fields"]
+
+
+@pytest.mark.parametrize("name", ["latency_ms", "jitter_ms"])
+def test_summary_latency_may_be_null_but_not_missing(post, body, name):
+    """null: nothing was received (SPEC §5); a missing field is still a malformed body."""
+    body[name] = None
+    assert_ok(post(body), accepted=3)
+    del body[name]
     error = assert_error(post(body), "ERR_INVALID_METRICS")
     assert name in error["details"]["fields"]
 

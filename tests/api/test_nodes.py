@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db, get_redis
 from app.models import EnrollmentToken, Metric, Node, Probe
-from app.redis_keys import node_seen_key
+from app.redis_keys import node_seen_key, presence_key
 from app.services.presence import mark_present
 from app.tokens import hash_token
 from tests.support.api import assert_error, bearer
@@ -21,7 +21,7 @@ URL = "/api/v1/nodes"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 NODE_FIELDS = {"id", "name", "region", "labels", "hostname", "ip_address", "agent_version",
                "config_version", "metadata", "status", "uptime_24h", "last_seen_at",
-               "created_at", "updated_at"}
+               "first_seen_at", "created_at", "updated_at"}
 
 
 
@@ -43,7 +43,7 @@ def test_create_returns_the_token_once(client, operator, viewer):
     assert set(node) == NODE_FIELDS | {"token"}
     assert node["token"].startswith("pbn_") and len(node["token"]) >= 4 + 43  # 256 bits
     assert (node["name"], node["region"], node["labels"]) == ("edge-1", "eu-west", {"rack": "r1"})
-    assert (node["status"], node["last_seen_at"], node["uptime_24h"]) == ("never", None, 0.0)
+    assert (node["status"], node["last_seen_at"], node["uptime_24h"]) == ("never", None, None)
     assert node["metadata"] == {}
 
     got = client.get(f"{URL}/{node['id']}", headers=viewer.headers)
@@ -196,10 +196,17 @@ def test_status_uses_the_fresh_last_seen_in_redis(app, client, viewer, node):
     assert body["status"] == "online"
 
 
+def seen_since(handle, node_id: str, first: datetime, last: datetime) -> None:
+    handle.client.hset(node_seen_key(handle.prefix, node_id), mapping={
+        "last_seen_ms": int(last.timestamp() * 1000),
+        "first_seen_ms": int(first.timestamp() * 1000)})
+
+
 def test_uptime_24h_counts_minutes_with_a_heartbeat(app, client, viewer, node):
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     with app.app_context():
         handle = get_redis()
+        seen_since(handle, node["id"], now - timedelta(days=3), now - timedelta(minutes=1))
         pipe = handle.client.pipeline()
         for minute in range(1, 145):  # 144 whole minutes of the last 1,440 = 10 %
             mark_present(pipe, handle.prefix, node["id"], now - timedelta(minutes=minute))
@@ -207,6 +214,30 @@ def test_uptime_24h_counts_minutes_with_a_heartbeat(app, client, viewer, node):
         pipe.execute()
     body = client.get(f"{URL}/{node['id']}", headers=viewer.headers).get_json()
     assert body["uptime_24h"] == 10.0
+
+
+def test_uptime_24h_counts_from_the_first_heartbeat(app, client, viewer, node):
+    """A node up for 10 minutes, present in each of them, is at 100 %, not 0.7 %."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    with app.app_context():
+        handle = get_redis()
+        seen_since(handle, node["id"], now - timedelta(minutes=9, seconds=-5), now)
+        pipe = handle.client.pipeline()
+        for minute in range(0, 10):
+            mark_present(pipe, handle.prefix, node["id"], now - timedelta(minutes=minute))
+        pipe.execute()
+    body = client.get(f"{URL}/{node['id']}", headers=viewer.headers).get_json()
+    assert body["uptime_24h"] == 100.0
+    assert body["first_seen_at"] is not None
+    with app.app_context():  # half of its 10 minutes: 50 %
+        for day in {now, now - timedelta(minutes=10)}:  # the window may span midnight
+            handle.client.delete(presence_key(handle.prefix, node["id"], day.strftime("%Y%m%d")))
+        pipe = handle.client.pipeline()
+        for minute in range(0, 10, 2):
+            mark_present(pipe, handle.prefix, node["id"], now - timedelta(minutes=minute))
+        pipe.execute()
+    body = client.get(f"{URL}/{node['id']}", headers=viewer.headers).get_json()
+    assert body["uptime_24h"] == 50.0
 
 
 # -- enrollment tokens ------------------------------------------------------------------------

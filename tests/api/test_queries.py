@@ -15,10 +15,13 @@ from app.history.flush import flush_pending
 
 BEAT = "/api/v1/beacon/heartbeat"
 BATCH = "/api/v1/beacon/heartbeats"
-NUMERIC = ("latency_ms", "packet_loss_rate", "jitter_ms", "latency_min_ms", "latency_max_ms",
-           "jitter_max_ms", "packet_loss_max", "sample_count")
-AGG_KEYS = {"timestamp", *NUMERIC}
-RAW_KEYS = {"timestamp", "latency_ms", "packet_loss_rate", "jitter_ms"}
+RAW_KEYS = {"timestamp", "latency_ms", "packet_loss_rate", "jitter_ms", "latency_min_ms",
+            "latency_median_ms", "latency_p95_ms", "latency_max_ms", "sent", "received",
+            "error"}
+AGG_KEYS = (RAW_KEYS - {"error"}) | {"jitter_max_ms", "packet_loss_max", "sample_count"}
+# Null where nothing was reported or received (never 0); the rest always a number.
+NULLABLE = {"latency_ms", "jitter_ms", "latency_min_ms", "latency_median_ms", "latency_p95_ms",
+            "latency_max_ms", "sent", "received", "jitter_max_ms"}
 
 
 @pytest.fixture
@@ -35,9 +38,13 @@ def parse(stamp: str) -> datetime:
 def check_point(point: dict, aggregated: bool) -> None:
     assert set(point) == (AGG_KEYS if aggregated else RAW_KEYS), point
     parse(point["timestamp"])
-    for name in set(point) & set(NUMERIC):
+    for name in set(point) - {"timestamp", "error"}:
         value = point[name]
+        if value is None and name in NULLABLE:
+            continue
         assert isinstance(value, int | float) and not isinstance(value, bool), (name, value)
+        assert value == round(value, 2), (name, value)  # answered to 2 decimals
+    assert point.get("error") is None or point["error"].startswith("ERR_")
 
 
 @pytest.fixture
@@ -126,10 +133,12 @@ def test_raw_range_bounds_are_honoured(metrics, history, now):
 
 
 def test_node_summary_merges_database_and_live(metrics, history, now):
+    """Reported summaries in the live hour; before them, the mean of the probes' minutes."""
     answer = metrics(resolution="raw", **{"from": now - timedelta(hours=3), "to": now})
-    assert answer["probe_id"] is None
+    assert answer["probe_id"] is None and answer["probe"] is None
     s = history["stamps"]
-    assert stamps_of(answer["points"]) == [s["2h"], s["61m"], s["59m"], s["10m"], s["1m"]]
+    assert stamps_of(answer["points"]) == [s["2h"].replace(second=0), s["61m"].replace(second=0),
+                                           s["59m"], s["10m"], s["1m"]]
     assert [p["latency_ms"] for p in answer["points"]] == [20.0, 61.0, 59.0, 10.0, 1.0]
 
 
@@ -290,7 +299,7 @@ def test_status_is_never_before_and_online_after_a_heartbeat(client, viewer, nod
     before = status()
     assert before["status"] == "never"
     assert before["last_seen_at"] is None
-    assert before["uptime_24h"] == 0
+    assert before["uptime_24h"] is None  # never seen: no uptime to speak of
 
     response = client.post(BEAT, json=make_heartbeat(node["id"], datetime.now(UTC)),
                            headers=node_headers)
@@ -331,14 +340,15 @@ def test_overview(client, viewer, node, other_node, node_headers, node_probes,
     assert silent["status"] == "never"
     assert silent["latest"] is None
     assert silent["last_seen_at"] is None
-    assert silent["uptime_24h"] == 0
+    assert silent["uptime_24h"] is None
 
 
 def test_overview_latest_is_the_newest_summary(client, viewer, node, node_headers,
-                                               make_heartbeat, now):
+                                               node_probes, make_heartbeat, now):
     for minutes, latency in ((3, 30.0), (1, 10.0), (2, 20.0)):  # sent out of order
         client.post(BEAT, json=make_heartbeat(node["id"], now - timedelta(minutes=minutes),
-                                              latency_ms=latency), headers=node_headers)
+                                              node_probes, latency_ms=latency),
+                    headers=node_headers)
     [item] = client.get("/api/v1/overview", headers=viewer.headers).get_json()["data"]
     assert item["latest"]["latency_ms"] == 10.0
 

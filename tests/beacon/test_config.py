@@ -164,16 +164,21 @@ def test_targets():
         assert not is_valid_target(bad), bad
 
 
-@pytest.mark.parametrize("command", ["start", "status", "debug", "stop"])
-def test_cli_bad_file_exit_2_no_traceback(tmp_path, command):
+@pytest.mark.parametrize(
+    ("command", "exit_code"), [("start", 2), ("debug", 2), ("status", 3), ("stop", 0)]
+)
+def test_cli_bad_file_no_traceback(tmp_path, command, exit_code):
+    """start/debug refuse a bad file (2); status/stop still work from the state dir,
+    naming the problem (tests/beacon/test_cli_broken_config.py has the details)."""
     path = write(
         tmp_path,
         "pulse_server: http://x\nnode_id: n\ntoken: t\nprobes:\n"
         "  - {type: TCP, target: h.example, port: 1}\n"
         "  - {type: TCP, target: h.example, port: 70000}\n",
     )
-    result = CliRunner().invoke(cli, [command, "-c", str(path)])
-    assert result.exit_code == 2
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    result = CliRunner().invoke(cli, [command, "-c", str(path)], env=env)
+    assert result.exit_code == exit_code, result.output
     assert f"{path}: probes[1].port: must be 1-65535, got 70000" in result.output
     assert "Traceback" not in result.output
 

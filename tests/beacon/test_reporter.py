@@ -22,15 +22,39 @@ TCP = ProbeSpec("TCP", "a.example", 80)
 UDP = ProbeSpec("UDP", "b.example", 7)
 
 
-def test_summary_rules():
-    assert summarize([]) == {"latency_ms": 0.0, "packet_loss_rate": 100.0, "jitter_ms": 0.0}
-    assert summarize([run_of(TCP, [None, None])]) == {
-        "latency_ms": 0.0,
-        "packet_loss_rate": 100.0,
-        "jitter_ms": 0.0,
-    }
-    s = summarize([run_of(TCP, [10.0, 12.0]), run_of(UDP, [20.0, None]), run_of(TCP, [None])])
-    assert s == {"latency_ms": 15.5, "packet_loss_rate": 25.0, "jitter_ms": 1.0}
+NOTHING = {"latency_ms": 0.0, "packet_loss_rate": 100.0, "jitter_ms": 0.0}
+
+
+def test_summary_no_run_yet_and_all_failed():
+    assert summarize([]) == NOTHING
+    assert summarize([run_of(TCP, [None, None])]) == NOTHING
+    assert summarize([run_of(TCP, [None]), run_of(UDP, [None, None, None])]) == NOTHING
+
+
+def test_summary_loss_counts_every_probe_latency_only_the_answering_ones():
+    """SPEC §7: a dead target counts 100 in the loss; latency/jitter skip it."""
+    dead = ProbeSpec("TCP", "c.example", 443)
+    s = summarize([run_of(TCP, [10.0, 12.0]), run_of(UDP, [20.0, None]), run_of(dead, [None])])
+    # loss (0 + 50 + 100) / 3; latency (11 + 20) / 2; jitter (2 + 0) / 2
+    assert s == {"latency_ms": 15.5, "packet_loss_rate": 50.0, "jitter_ms": 1.0}
+    healthy = summarize([run_of(TCP, [5.0, 7.0]), run_of(UDP, [9.0, 9.0])])
+    assert healthy == {"latency_ms": 7.5, "packet_loss_rate": 0.0, "jitter_ms": 1.0}
+
+
+def test_summary_rounds_once_at_the_end():
+    runs = [run_of(TCP, [1.0, None, None]), run_of(UDP, [2.0, 2.0, None])]
+    # loss (66.666… + 33.333…) / 2 = 50 exactly, not 66.67/33.33 rounded first
+    assert summarize(runs)["packet_loss_rate"] == 50.0
+    assert summarize(runs)["latency_ms"] == 1.5
+
+
+def test_heartbeat_summary_uses_the_latest_runs_and_keeps_latency_0_for_nothing(setup):
+    reporter, _, _ = setup
+    dead = run_of(UDP, [None, None])
+    hb = reporter.build([dead], [run_of(TCP, [4.0]), dead], None)
+    assert (hb["latency_ms"], hb["packet_loss_rate"], hb["jitter_ms"]) == (4.0, 50.0, 0.0)
+    (result,) = hb["results"]
+    assert result["latency_ms"] == 0.0 and result["received"] == 0  # wire format unchanged
 
 
 @pytest.fixture
@@ -75,6 +99,23 @@ def test_no_run_yet_heartbeat(setup, pulse):
     )
     assert "config_version" not in hb and hb["agent_version"] and hb["node_id"] == pulse.node_id
     assert hb["timestamp"].endswith("Z")
+
+
+def test_metadata_and_versions_trimmed_to_pulse_limits(setup, pulse):
+    reporter, ids, _ = setup
+    ids.known = True
+    reporter.metadata = {
+        "hostname": "h\x00ost\n" + "x" * 300,
+        **{f"k{i}": i for i in range(40)},
+    }
+    hb = reporter.build([], [], "v" * 200)
+    hb["agent_version"] = "1.0\x07" + "9" * 200
+    assert reporter.report(hb).ok
+    (sent,) = pulse.heartbeats
+    assert len(sent["metadata"]) == 32
+    assert sent["metadata"]["hostname"] == "host" + "x" * 252
+    assert sent["config_version"] == "v" * 128
+    assert sent["agent_version"] == "1.0" + "9" * 125
 
 
 def test_results_mapped_to_ids_after_declaration(setup, pulse):

@@ -87,8 +87,9 @@ def test_minute_aggregate_values(app, send, node, node_probes, minute):
         assert first.jitter_max_ms == Decimal("6.00")
 
         assert utc(second.timestamp) == minute + timedelta(minutes=1)
-        assert (second.sample_count, second.latency_ms, second.packet_loss_max) == (
-            1, Decimal("99.00"), Decimal("100.0000"))
+        # The run that lost everything sent latency 99: a dead run has no latency (SPEC §5).
+        assert (second.sample_count, second.latency_ms, second.jitter_ms,
+                second.packet_loss_max) == (1, None, None, Decimal("100.0000"))
         [other] = aggregates(node_probes[1])
         assert (other.sample_count, other.latency_ms) == (1, Decimal("500.00"))
         raw = db.session.scalars(select(Metric).where(Metric.is_aggregated.is_(False))).all()
@@ -201,3 +202,58 @@ def test_minute_without_raw_rows_gets_no_aggregate(app, node_probes, minute):
         db.session.commit()
         assert aggregates() == []
         assert aggregate_pending_minutes() == 0
+
+
+def test_latency_is_averaged_over_the_runs_that_received_and_loss_over_all(
+        app, send, node_probes, minute):
+    probe = node_probes[0]
+    send([(probe, minute + timedelta(seconds=5), 10.0, 0.0, 1.0),
+          (probe, minute + timedelta(seconds=25), 0.0, 100.0, 0.0),   # dead: an old agent's 0
+          (probe, minute + timedelta(seconds=45), 30.0, 20.0, 3.0)])
+    with app.app_context():
+        flush_pending()
+        aggregate_pending_minutes()
+        [agg] = aggregates(probe)
+        assert agg.latency_ms == Decimal("20.00")        # (10 + 30) / 2, not / 3
+        assert agg.latency_min_ms == Decimal("10.00")    # never the dead run's 0
+        assert agg.jitter_ms == Decimal("2.00")
+        assert agg.packet_loss_rate == Decimal("40.0000")  # (0 + 100 + 20) / 3
+        assert agg.sample_count == 3
+
+
+def test_a_minute_whose_mark_was_lost_is_still_aggregated(app, send, node_probes):
+    from app.extensions import get_redis
+    from app.redis_keys import agg_dirty_key
+
+    probe = node_probes[0]
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    send([(probe, minute + timedelta(seconds=10), 12.0, 0.0, 1.0)])
+    with app.app_context():
+        flush_pending()
+        handle = get_redis()
+        assert handle.client.zcard(agg_dirty_key(handle.prefix)) == 1
+        handle.client.delete(agg_dirty_key(handle.prefix))   # the mark is lost
+        assert aggregate_pending_minutes() == 1
+        [agg] = aggregates(probe)
+        assert utc(agg.timestamp) == minute and agg.latency_ms == Decimal("12.00")
+        assert aggregate_pending_minutes() == 0              # and not again
+
+
+def test_after_redis_lost_its_data_every_minute_of_the_retention_is_checked(
+        app, send, node_probes):
+    from app.extensions import get_redis
+    from app.redis_keys import agg_alive_key, agg_dirty_key
+
+    probe = node_probes[0]
+    old = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
+    send([(probe, old + timedelta(seconds=10), 12.0, 0.0, 1.0)])
+    with app.app_context():
+        handle = get_redis()
+        flush_pending()
+        handle.client.set(agg_alive_key(handle.prefix), 1)   # Redis had its data so far
+        handle.client.delete(agg_dirty_key(handle.prefix))
+        assert aggregate_pending_minutes() == 0              # two days back: not rechecked
+        handle.client.delete(agg_alive_key(handle.prefix))   # Redis lost everything
+        assert aggregate_pending_minutes() == 1
+        assert [utc(a.timestamp) for a in aggregates(probe)] == [old]
+        assert handle.client.exists(agg_alive_key(handle.prefix))

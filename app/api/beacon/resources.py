@@ -54,7 +54,7 @@ def _json_body():
     require_json_body()
     try:
         return json.loads(request.get_data(cache=True) or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON") from exc
 
 
@@ -160,11 +160,14 @@ def heartbeats():
             mismatched[index] = ApiError(int(problem[0]), code, problem[1])
     judged = [item for i, item in enumerate(items) if i not in mismatched]
     result = ingest(node_id, judged)
-    rejected, outcomes = [], iter(result.outcomes)
+    rejected, warnings, outcomes = [], [], iter(result.outcomes)
     for index in range(len(items)):
-        error = mismatched.get(index) or next(outcomes).error
+        outcome = None if index in mismatched else next(outcomes)
+        error = mismatched.get(index) or outcome.error
         if error is not None:
             rejected.append({"index": index, "code": error.code, "message": error.message})
-    return jsonify({"accepted": result.accepted, "rejected": rejected,
+        else:
+            warnings += ({"index": index, **w} for w in outcome.warnings)
+    return jsonify({"accepted": result.accepted, "rejected": rejected, "warnings": warnings,
                     "config_version": result.expected_version,
                     "drift_detected": result.drift_detected})

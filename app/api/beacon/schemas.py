@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.probes.schemas import PROBE_ERROR_CODES, ProbeRunSchema, ProbeSettingsSchema
+from app.ingest.rules import MAX_RESULTS, NULLABLE_REQUIRED, NUMBER_RULES, VERSION_MAX
 
 
 class RegisterSchema(ma.Schema):
@@ -41,37 +42,62 @@ class DeclareProbesSchema(ma.Schema):
                          validate=validate.Length(max=1000))
 
 
+def _number_field(name: str, **extra) -> fields.Field:
+    """A numeric field built from the ingest rules (app.ingest.rules.NUMBER_RULES), so the
+    documented schema and the validator cannot drift apart."""
+    rule = NUMBER_RULES[name]
+    kind = fields.Integer if rule.integer else fields.Float
+    nullable = not rule.required or name in NULLABLE_REQUIRED
+    bounds = validate.Range(min=rule.low, max=None if rule.high == float("inf") else rule.high)
+    return kind(required=rule.required, allow_none=nullable, validate=bounds, **extra)
+
+
 class ResultSchema(ma.Schema):
     probe_id = fields.UUID(required=True)
-    timestamp = fields.String()
-    latency_ms = fields.Float(required=True)
-    packet_loss_rate = fields.Float(required=True)
-    jitter_ms = fields.Float(required=True)
-    latency_median_ms = fields.Float()
-    latency_min_ms = fields.Float()
-    latency_max_ms = fields.Float()
-    latency_p95_ms = fields.Float()
-    latency_variance = fields.Float()
-    sent = fields.Integer()
-    received = fields.Integer()
-    error = fields.String(allow_none=True)
+    timestamp = fields.String(metadata={"description": "defaults to the heartbeat's"})
+    latency_ms = _number_field("latency_ms", metadata={
+        "description": "mean RTT; null (stored null) when nothing was received"})
+    packet_loss_rate = _number_field("packet_loss_rate", metadata={"description": "percent"})
+    jitter_ms = _number_field("jitter_ms")
+    latency_median_ms = _number_field("latency_median_ms")
+    latency_min_ms = _number_field("latency_min_ms")
+    latency_max_ms = _number_field("latency_max_ms")
+    latency_p95_ms = _number_field("latency_p95_ms")
+    latency_variance = _number_field("latency_variance")
+    sent = _number_field("sent")
+    received = _number_field("received")
+    error = fields.String(allow_none=True, metadata={
+        "description": "SPEC §7 code (ERR_CONNECTION_REFUSED, …); unknown ones are stored "
+                       "as ERR_SOCKET"})
 
 
 class HeartbeatSchema(ma.Schema):
     node_id = fields.UUID(required=True)
     timestamp = fields.String(required=True, metadata={"example": "2026-01-30T12:34:56Z"})
-    latency_ms = fields.Float(required=True)
-    packet_loss_rate = fields.Float(required=True, metadata={"description": "percent 0-100"})
-    jitter_ms = fields.Float(required=True)
-    config_version = fields.String()
-    agent_version = fields.String()
-    metadata = fields.Dict()
+    latency_ms = _number_field("latency_ms")
+    packet_loss_rate = _number_field("packet_loss_rate", metadata={
+        "description": "percent 0-100: mean over the latest run of every probe"})
+    jitter_ms = _number_field("jitter_ms")
+    config_version = fields.String(metadata={
+        "description": f"at most {VERSION_MAX} characters (longer is cut, with a warning)"})
+    agent_version = fields.String(metadata={
+        "description": f"at most {VERSION_MAX} characters (longer is cut, with a warning)"})
+    metadata = fields.Dict(metadata={
+        "description": "at most 32 keys of scalar values, keys <= 64 and values <= 256 "
+                       "characters; what breaks the limits is cut or dropped, with a warning"})
     probe_id = fields.UUID(metadata={"description": "single-probe form"})
-    results = fields.List(fields.Nested(ResultSchema), validate=validate.Length(max=1000))
+    results = fields.List(fields.Nested(ResultSchema), validate=validate.Length(max=MAX_RESULTS),
+                          metadata={"description": "empty or absent (and no probe_id): a "
+                                                   "liveness-only heartbeat, no point stored"})
 
 
 class HeartbeatBatchSchema(ma.Schema):
     heartbeats = fields.List(fields.Nested(HeartbeatSchema), validate=validate.Length(max=500))
+
+
+class WarningSchema(ma.Schema):
+    field = fields.String()
+    message = fields.String()
 
 
 class HeartbeatAnswerSchema(ma.Schema):
@@ -81,6 +107,7 @@ class HeartbeatAnswerSchema(ma.Schema):
     accepted = fields.Integer()
     config_version = fields.String()
     drift_detected = fields.Boolean()
+    warnings = fields.List(fields.Nested(WarningSchema))
 
 
 class RejectedSchema(ma.Schema):
@@ -89,8 +116,13 @@ class RejectedSchema(ma.Schema):
     message = fields.String()
 
 
+class BatchWarningSchema(WarningSchema):
+    index = fields.Integer()
+
+
 class BatchAnswerSchema(ma.Schema):
     accepted = fields.Integer()
     rejected = fields.List(fields.Nested(RejectedSchema))
+    warnings = fields.List(fields.Nested(BatchWarningSchema))
     config_version = fields.String()
     drift_detected = fields.Boolean()

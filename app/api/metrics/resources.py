@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from app.api.common import Blueprint
+from app.api.metrics.csv import csv_response, wants_csv
 from app.api.metrics.schemas import LiveSchema, MetricsArgsSchema, MetricsSchema, OverviewSchema
 from app.api.security import require_role
 from app.errors import ApiError
@@ -34,11 +35,17 @@ def node_metrics(args, node_id):
     if start > end or end - start > MAX_SPAN:
         raise ApiError(400, "ERR_INVALID_TIMESTAMP",
                        "from must be before to, and the range at most 400 days")
-    probe_id = args["probe_id"]
-    if probe_id is not None and db.session.scalar(
-            select(Probe.id).where(Probe.id == probe_id, Probe.node_id == node.id)) is None:
-        raise ApiError(404, "ERR_PROBE_NOT_FOUND", f"Probe {probe_id} is not on this node")
-    return queries.node_metrics(node.id, probe_id, start, end, args["resolution"], now)
+    probe = None
+    if args["probe_id"] is not None:
+        probe = db.session.scalar(
+            select(Probe).where(Probe.id == args["probe_id"], Probe.node_id == node.id))
+        if probe is None:
+            raise ApiError(404, "ERR_PROBE_NOT_FOUND",
+                           f"Probe {args['probe_id']} is not on this node")
+    answer = queries.node_metrics(node.id, probe, start, end, args["resolution"], now)
+    if args["format"] == "csv" or wants_csv():
+        return csv_response(answer)
+    return answer
 
 
 @blp.route("/nodes/<node_id>/live")

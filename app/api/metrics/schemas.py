@@ -19,35 +19,54 @@ class EpochMsDateTime(fields.Field):
 class MetricsArgsSchema(ma.Schema):
     error_codes = {"from_": "ERR_INVALID_TIMESTAMP", "to": "ERR_INVALID_TIMESTAMP",
                    "from": "ERR_INVALID_TIMESTAMP", "probe_id": "ERR_PROBE_NOT_FOUND",
-                   "resolution": "ERR_VALIDATION"}
+                   "resolution": "ERR_VALIDATION", "format": "ERR_VALIDATION"}
 
     probe_id = fields.UUID(load_default=None)
     from_ = fields.AwareDateTime(data_key="from", load_default=None, default_timezone=None)
     to = fields.AwareDateTime(load_default=None)
     resolution = fields.String(load_default="auto",
                                validate=validate.OneOf(("raw", "1m", "1h", "auto")))
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")),
+                           metadata={"description": "csv (or Accept: text/csv) streams the "
+                                                    "same points as CSV"})
 
 
 class PointSchema(ma.Schema):
+    """A run (raw) or a bucket (1m, 1h). Latency figures are null where nothing was
+    received, never 0; aggregated buckets add jitter_max_ms, packet_loss_max and
+    sample_count, and their median/p95 are the means of the runs' medians and p95s."""
+
     timestamp = EpochMsDateTime(attribute="ts_ms")
     latency_ms = fields.Float(allow_none=True)
     packet_loss_rate = fields.Float(allow_none=True)
     jitter_ms = fields.Float(allow_none=True)
-    latency_min_ms = fields.Float()
-    latency_max_ms = fields.Float()
-    jitter_max_ms = fields.Float()
-    packet_loss_max = fields.Float()
+    latency_min_ms = fields.Float(allow_none=True)
+    latency_median_ms = fields.Float(allow_none=True)
+    latency_p95_ms = fields.Float(allow_none=True)
+    latency_max_ms = fields.Float(allow_none=True)
+    sent = fields.Integer(allow_none=True)
+    received = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True, metadata={"description": "raw runs: SPEC §7 code"})
+    jitter_max_ms = fields.Float(allow_none=True)
+    packet_loss_max = fields.Float(allow_none=True)
     sample_count = fields.Integer()
+
+
+class ProbeInfoSchema(ma.Schema):
+    name = fields.String(allow_none=True)
+    type = fields.String()
+    label = fields.String(metadata={"description": "the name, or `<TYPE> #<first 8 of id>`"})
 
 
 class MetricsSchema(ma.Schema):
     node_id = fields.UUID()
     probe_id = fields.UUID(allow_none=True)
+    probe = fields.Nested(ProbeInfoSchema, allow_none=True)
     resolution = fields.String()
     points = fields.List(fields.Nested(PointSchema))
 
 
-class ProbeLiveSchema(ma.Schema):
+class ProbeLiveSchema(ProbeInfoSchema):
     probe_id = fields.String()
     points = fields.List(fields.Nested(PointSchema))
 
@@ -70,7 +89,7 @@ class OverviewItemSchema(ma.Schema):
     status = fields.String()
     last_seen_at = UtcDateTime(allow_none=True)
     latest = fields.Nested(LatestSchema, allow_none=True)
-    uptime_24h = fields.Float()
+    uptime_24h = fields.Float(allow_none=True)
 
 
 class OverviewSchema(ma.Schema):

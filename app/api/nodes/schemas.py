@@ -33,8 +33,9 @@ class NodeSchema(ma.Schema):
     config_version = fields.String(allow_none=True)
     metadata = fields.Dict(attribute="metadata_")
     status = fields.String()
-    uptime_24h = fields.Float()
+    uptime_24h = fields.Float(allow_none=True)
     last_seen_at = UtcDateTime(allow_none=True)
+    first_seen_at = UtcDateTime(allow_none=True)
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
 

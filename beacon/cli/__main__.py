@@ -1,0 +1,5 @@
+"""``python -m beacon.cli``."""
+
+from beacon.cli import main
+
+main()
