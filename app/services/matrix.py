@@ -52,11 +52,6 @@ class Matrix:
     pages: int
 
 
-def probe_label(probe_id: uuid.UUID | str, type_: str, name: str | None) -> str:
-    """What a viewer may see of a probe: its name, or `<TYPE> #<first 8 of id>`."""
-    return name or f"{type_} #{str(probe_id)[:8]}"
-
-
 def _columns(show_targets: bool) -> tuple[list[Column], dict[tuple, int]]:
     grouped = db.session.execute(
         select(Probe.type, Probe.target, Probe.port, func.count(),

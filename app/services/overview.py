@@ -37,7 +37,7 @@ class OverviewRow:
     latency_ms: float | None
     packet_loss_rate: float | None
     jitter_ms: float | None
-    uptime_24h: float
+    uptime_24h: float | None  # None for a node never seen
     # The live hour, a point per minute: (minute ts_ms, mean latency or None, max loss).
     sparkline: list[tuple[int, float | None, float]] = field(default_factory=list)
 
@@ -88,7 +88,7 @@ def overview(text: str = "", status: str | None = None, sort: str = "name",
     """One page of the overview. `text` filters on name or region (case-insensitive),
     `status` on online/offline/never; `sort` is one of SORT_KEYS."""
     now = now or datetime.now(UTC)
-    query = select(Node.id, Node.name, Node.region, Node.last_seen_at)
+    query = select(Node.id, Node.name, Node.region, Node.last_seen_at, Node.first_seen_at)
     if text:
         pattern = _like(text.strip())
         query = query.where(or_(Node.name.ilike(pattern, escape="\\"),
@@ -109,6 +109,10 @@ def overview(text: str = "", status: str | None = None, sort: str = "name",
     return Overview(shown, total, page, pages, counts)
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 def _current_rows(nodes, now: datetime) -> list[OverviewRow]:
     """Rows with Redis's view of each node: one pipelined round trip for all of them."""
     handle = get_redis()
@@ -116,7 +120,7 @@ def _current_rows(nodes, now: datetime) -> list[OverviewRow]:
     pipe = handle.client.pipeline(transaction=False)
     for node in nodes:
         node_id = str(node.id)
-        pipe.hget(node_seen_key(handle.prefix, node_id), "last_seen_ms")
+        pipe.hmget(node_seen_key(handle.prefix, node_id), "last_seen_ms", "first_seen_ms")
         pipe.zrange(live_cache.live_key(handle.prefix, node_id, NODE_SERIES), -1, -1)
         for day, _first, _end in spans:
             pipe.get(presence_key(handle.prefix, node_id, day))
@@ -125,10 +129,12 @@ def _current_rows(nodes, now: datetime) -> list[OverviewRow]:
     live_from_ms = to_ms(now) - LIVE_WINDOW_MS
     rows = []
     for index, node in enumerate(nodes):
-        seen_raw, members, *bitmaps = replies[index * per_node: (index + 1) * per_node]
-        last_seen = from_ms(int(seen_raw)) if seen_raw else node.last_seen_at
-        if last_seen is not None and last_seen.tzinfo is None:
-            last_seen = last_seen.replace(tzinfo=UTC)
+        (last_raw, first_raw), members, *bitmaps = replies[index * per_node:
+                                                           (index + 1) * per_node]
+        # Redis is fresher than the database until the next flush (as node_views reads).
+        last_seen = from_ms(int(last_raw)) if last_raw else _utc(node.last_seen_at)
+        first_seen = (_utc(node.first_seen_at) or (from_ms(int(first_raw)) if first_raw
+                                                   else None) or last_seen)
         latest = live_cache.decode_member(NODE_SERIES, members[0]) if members else None
         if latest is not None and latest.ts_ms < live_from_ms:
             latest = None  # not trimmed yet, but older than the live hour
@@ -138,7 +144,7 @@ def _current_rows(nodes, now: datetime) -> list[OverviewRow]:
             latency_ms=_latency(latest) if latest else None,
             packet_loss_rate=latest.packet_loss_rate if latest else None,
             jitter_ms=latest.jitter_ms if latest and _latency(latest) is not None else None,
-            uptime_24h=uptime_from_bitmaps(bitmaps, spans),
+            uptime_24h=uptime_from_bitmaps(bitmaps, spans, now, first_seen),
         ))
     return rows
 

@@ -130,9 +130,16 @@ def uptime_window(now: datetime | None = None) -> list[tuple[str, int, int]]:
     return _window_spans((now or datetime.now(UTC)).replace(second=0, microsecond=0))
 
 
-def uptime_from_bitmaps(bitmaps: Sequence[bytes | None],
-                        spans: list[tuple[str, int, int]]) -> float:
-    """uptime_24h from the bitmaps of `spans` (one each, in order), as uptime_24h counts."""
+def uptime_from_bitmaps(bitmaps: Sequence[bytes | None], spans: list[tuple[str, int, int]],
+                        now: datetime, first_seen: datetime | None) -> float | None:
+    """uptime_24h (as it counts it) from the bitmaps of `spans`, one each, in order; None
+    for a node never seen (`first_seen` None)."""
+    if first_seen is None:
+        return None
+    now = now.replace(second=0, microsecond=0)
+    first_seen = first_seen if first_seen.tzinfo else first_seen.replace(tzinfo=UTC)
     count = sum(_count_bits(bitmap or b"", first, end)
                 for bitmap, (_day, first, end) in zip(bitmaps, spans, strict=True))
-    return round(100.0 * count / MINUTES_PER_DAY, 2)
+    lived = int((now - first_seen.replace(second=0, microsecond=0)).total_seconds() // 60) + 1
+    minutes = max(1, min(MINUTES_PER_DAY, lived))
+    return round(min(100.0, 100.0 * count / minutes), 2)
