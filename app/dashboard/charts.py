@@ -45,6 +45,15 @@ def sparkline(points: list[tuple[int, float | None, float]]) -> Sparkline | None
     latencies = [lat for _ts, lat, _loss in points if lat is not None]
     peak = max(latencies) if latencies else None
     lines, current, dead, previous = [], [], [], None
+
+    def close() -> None:
+        if len(current) == 1:  # a lone minute: a dot-sized segment
+            x, y = current[0].split(",")
+            current.append(f"{float(x) + 1},{y}")
+        if current:
+            lines.append(" ".join(current))
+        current.clear()
+
     for ts, latency, _loss in points:
         if ts < start:
             continue
@@ -52,18 +61,12 @@ def sparkline(points: list[tuple[int, float | None, float]]) -> Sparkline | None
         if latency is None:
             dead.append(x)
         if latency is None or (previous is not None and ts - previous > 60_000):
-            if len(current) > 1:
-                lines.append(" ".join(current))
-            current = []
+            close()
         if latency is not None:
             y = SPARK_HEIGHT - 2 - (latency / peak * (SPARK_HEIGHT - 4) if peak else 0)
             current.append(f"{x},{round(y, 1)}")
         previous = ts
-    if len(current) > 1:
-        lines.append(" ".join(current))
-    elif len(current) == 1:  # a lone minute: a dot-sized segment
-        x, y = current[0].split(",")
-        lines.append(f"{x},{y} {float(x) + 1},{y}")
+    close()
     return Sparkline(lines, dead, peak, any(loss > 0 for _ts, _lat, loss in points))
 
 
