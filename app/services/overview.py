@@ -25,6 +25,7 @@ from app.timeutil import from_ms, to_ms
 SORT_KEYS = ("name", "status", "region", "last_seen", "latency", "loss", "jitter", "uptime")
 STATUSES = ("online", "offline", "never")
 SPARK_BUCKET_MS = 60_000
+VALUE_SORTS = ("latency", "loss", "jitter", "uptime")  # need every node's live values
 
 
 @dataclass
@@ -40,6 +41,7 @@ class OverviewRow:
     uptime_24h: float | None  # None for a node never seen
     # The live hour, a point per minute: (minute ts_ms, mean latency or None, max loss).
     sparkline: list[tuple[int, float | None, float]] = field(default_factory=list)
+    first_seen_at: datetime | None = None
 
 
 @dataclass
@@ -86,26 +88,33 @@ def overview(text: str = "", status: str | None = None, sort: str = "name",
              descending: bool = False, page: int = 1, per_page: int = 100,
              now: datetime | None = None) -> Overview:
     """One page of the overview. `text` filters on name or region (case-insensitive),
-    `status` on online/offline/never; `sort` is one of SORT_KEYS."""
+    `status` on online/offline/never; `sort` is one of SORT_KEYS.
+
+    Status (every node's, for the counts and the status filter) needs only each node's
+    last-seen time; the latest values and uptime are read for every node only when the
+    sort needs them, else for the page shown (with its sparklines, in the same trip)."""
     now = now or datetime.now(UTC)
     query = select(Node.id, Node.name, Node.region, Node.last_seen_at, Node.first_seen_at)
     if text:
         pattern = _like(text.strip())
         query = query.where(or_(Node.name.ilike(pattern, escape="\\"),
                                 Node.region.ilike(pattern, escape="\\")))
-    nodes = db.session.execute(query).all()
-    rows = _current_rows(nodes, now)
+    rows = _seen_rows(db.session.execute(query).all(), now)
     counts = {s: 0 for s in STATUSES}
     for row in rows:
         counts[row.status] += 1
     if status in STATUSES:
         rows = [r for r in rows if r.status == status]
-    rows = _sorted(rows, sort if sort in SORT_KEYS else "name", descending)
+    sort = sort if sort in SORT_KEYS else "name"
+    by_value = sort in VALUE_SORTS
+    if by_value:
+        _add_live(rows, now, sparklines=False)
+    rows = _sorted(rows, sort, descending)
     total = len(rows)
     pages = max(1, (total + per_page - 1) // per_page)
     page = min(max(1, page), pages)
     shown = rows[(page - 1) * per_page: page * per_page]
-    _add_sparklines(shown, now)
+    _add_live(shown, now, sparklines=True, values=not by_value)
     return Overview(shown, total, page, pages, counts)
 
 
@@ -113,61 +122,72 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _current_rows(nodes, now: datetime) -> list[OverviewRow]:
-    """Rows with Redis's view of each node: one pipelined round trip for all of them."""
+def _seen_rows(nodes, now: datetime) -> list[OverviewRow]:
+    """Rows with each node's status: one round trip for every node's last-seen hash
+    (Redis is fresher than the database until the next flush, as node_views reads)."""
     handle = get_redis()
-    spans = uptime_window(now)
     pipe = handle.client.pipeline(transaction=False)
     for node in nodes:
-        node_id = str(node.id)
-        pipe.hmget(node_seen_key(handle.prefix, node_id), "last_seen_ms", "first_seen_ms")
-        pipe.zrange(live_cache.live_key(handle.prefix, node_id, NODE_SERIES), -1, -1)
-        for day, _first, _end in spans:
-            pipe.get(presence_key(handle.prefix, node_id, day))
-    replies = pipe.execute()
-    per_node = 2 + len(spans)
-    live_from_ms = to_ms(now) - LIVE_WINDOW_MS
+        pipe.hmget(node_seen_key(handle.prefix, str(node.id)), "last_seen_ms", "first_seen_ms")
     rows = []
-    for index, node in enumerate(nodes):
-        (last_raw, first_raw), members, *bitmaps = replies[index * per_node:
-                                                           (index + 1) * per_node]
-        # Redis is fresher than the database until the next flush (as node_views reads).
+    for node, (last_raw, first_raw) in zip(nodes, pipe.execute(), strict=True):
         last_seen = from_ms(int(last_raw)) if last_raw else _utc(node.last_seen_at)
         first_seen = (_utc(node.first_seen_at) or (from_ms(int(first_raw)) if first_raw
                                                    else None) or last_seen)
-        latest = live_cache.decode_member(NODE_SERIES, members[0]) if members else None
-        if latest is not None and latest.ts_ms < live_from_ms:
-            latest = None  # not trimmed yet, but older than the live hour
-        rows.append(OverviewRow(
-            node_id=node.id, name=node.name, region=node.region,
-            status=node_status(last_seen, now), last_seen_at=last_seen,
-            latency_ms=_latency(latest) if latest else None,
-            packet_loss_rate=latest.packet_loss_rate if latest else None,
-            jitter_ms=latest.jitter_ms if latest and _latency(latest) is not None else None,
-            uptime_24h=uptime_from_bitmaps(bitmaps, spans, now, first_seen),
-        ))
+        row = OverviewRow(node_id=node.id, name=node.name, region=node.region,
+                          status=node_status(last_seen, now), last_seen_at=last_seen,
+                          latency_ms=None, packet_loss_rate=None, jitter_ms=None,
+                          uptime_24h=None)
+        row.first_seen_at = first_seen
+        rows.append(row)
     return rows
 
 
-def _add_sparklines(rows: list[OverviewRow], now: datetime) -> None:
-    """The live hour of each shown node's summary, folded to one point a minute."""
+def _add_live(rows: list[OverviewRow], now: datetime, sparklines: bool,
+              values: bool = True) -> None:
+    """Latest summary and uptime (`values`) and the live hour (`sparklines`) of `rows`,
+    in one round trip. The latest summary is the live hour's last point when it is read."""
     if not rows:
         return
     handle = get_redis()
+    spans = uptime_window(now)
     now_ms = to_ms(now)
     pipe = handle.client.pipeline(transaction=False)
     for row in rows:
-        pipe.zrangebyscore(live_cache.live_key(handle.prefix, str(row.node_id), NODE_SERIES),
-                           now_ms - LIVE_WINDOW_MS, "+inf")
-    for row, members in zip(rows, pipe.execute(), strict=True):
-        minutes: dict[int, list] = {}
-        for member in members:
-            point = live_cache.decode_member(NODE_SERIES, member)
-            minutes.setdefault(point.ts_ms - point.ts_ms % SPARK_BUCKET_MS, []).append(point)
-        spark = []
-        for minute in sorted(minutes):
-            points = minutes[minute]
-            latencies = [lat for lat in map(_latency, points) if lat is not None]
-            spark.append((minute, sum(latencies) / len(latencies) if latencies else None,
-                          max(p.packet_loss_rate or 0 for p in points)))
-        row.sparkline = spark
+        key = live_cache.live_key(handle.prefix, str(row.node_id), NODE_SERIES)
+        if sparklines:
+            pipe.zrangebyscore(key, now_ms - LIVE_WINDOW_MS, "+inf")
+        elif values:
+            pipe.zrange(key, -1, -1)
+        if values:
+            for day, _first, _end in spans:
+                pipe.get(presence_key(handle.prefix, str(row.node_id), day))
+    replies = iter(pipe.execute())
+    for row in rows:
+        members = next(replies) if sparklines or values else []
+        points = [live_cache.decode_member(NODE_SERIES, m) for m in members]
+        points = [p for p in points if p.ts_ms >= now_ms - LIVE_WINDOW_MS]
+        if values:
+            bitmaps = [next(replies) for _ in spans]
+            row.uptime_24h = uptime_from_bitmaps(bitmaps, spans, now, row.first_seen_at)
+            latest = max(points, key=lambda p: p.ts_ms) if points else None
+            row.latency_ms = _latency(latest) if latest else None
+            row.packet_loss_rate = latest.packet_loss_rate if latest else None
+            row.jitter_ms = latest.jitter_ms if latest and row.latency_ms is not None else None
+        if sparklines:
+            row.sparkline = _fold_minutes(points)
+
+
+def _fold_minutes(points) -> list[tuple[int, float | None, float]]:
+    """The live hour a point per minute: mean latency of the points that have one, and
+    the worst loss."""
+    minutes: dict[int, list] = {}
+    for point in points:
+        minutes.setdefault(point.ts_ms - point.ts_ms % SPARK_BUCKET_MS, []).append(point)
+    spark = []
+    for minute in sorted(minutes):
+        group = minutes[minute]
+        latencies = [lat for lat in map(_latency, group) if lat is not None]
+        spark.append((minute, sum(latencies) / len(latencies) if latencies else None,
+                      max(p.packet_loss_rate or 0 for p in group)))
+    return spark
