@@ -13,6 +13,7 @@ every accepted point and aggregates every minute it touched before it exits.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -121,12 +122,24 @@ def drain(app: Flask) -> None:
 class _InFlight:
     """WSGI middleware counting requests being served, so a stop can wait for them."""
 
+    STOPPING = json.dumps({"code": "ERR_UNAVAILABLE", "message": "Pulse is stopping, retry",
+                           "details": {}}).encode()
+
     def __init__(self, wsgi_app) -> None:
         self.wsgi_app = wsgi_app
         self.count = 0
+        self.closing = False
         self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        if self.closing:
+            # A kept-alive connection may still carry a request after the stop began: it
+            # is answered 503 (a Beacon spools and sends it again), never accepted after
+            # the final flush.
+            start_response("503 SERVICE UNAVAILABLE", [
+                ("Content-Type", "application/json"), ("Retry-After", "5"),
+                ("Content-Length", str(len(self.STOPPING)))])
+            return [self.STOPPING]
         self._add(1)
         try:
             body = self.wsgi_app(environ, start_response)
@@ -139,11 +152,20 @@ class _InFlight:
         with self._lock:
             self.count += amount
 
-    def wait_idle(self, timeout: float) -> bool:
+    def wait_idle(self, timeout: float, settle: float = 0.2) -> bool:
+        """Wait until no request has been in flight for `settle` seconds (a request taken
+        off the socket just before the stop enters within microseconds)."""
         deadline = time.monotonic() + timeout
-        while self.count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.count == 0
+        idle_since = None
+        while time.monotonic() < deadline:
+            if self.count:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= settle:
+                return True
+            time.sleep(0.02)
+        return False
 
 
 class _Closing:
@@ -181,6 +203,7 @@ def serve(app: Flask, host: str, port: int) -> None:
         if not stopping.is_set():
             stopping.set()
             log.warning("signal %d: stopping (flushing what was accepted first)", signum)
+            in_flight.closing = True
             # shutdown() waits for serve_forever to return: not from its own thread.
             threading.Thread(target=server.shutdown, name="pulse-stop").start()
 

@@ -3,6 +3,8 @@ hot path); these schemas document them in OpenAPI and validate the config calls.
 
 from __future__ import annotations
 
+import math
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
@@ -42,13 +44,34 @@ class DeclareProbesSchema(ma.Schema):
                          validate=validate.Length(max=1000))
 
 
+def _json_number(value, field: fields.Field, whole: bool):
+    """The value as the hot path reads a JSON number: not a string, not a boolean, finite;
+    `whole`: without a fraction (10.0 is 10)."""
+    if isinstance(value, bool | str) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise field.make_error("invalid")
+    if whole and not float(value).is_integer():
+        raise field.make_error("invalid")
+    return int(value) if whole else float(value)
+
+
+class JsonNumber(fields.Float):
+    def _validated(self, value):
+        return _json_number(value, self, whole=False)
+
+
+class JsonInteger(fields.Integer):
+    def _validated(self, value):
+        return _json_number(value, self, whole=True)
+
+
 def _number_field(name: str, **extra) -> fields.Field:
     """A numeric field built from the ingest rules (app.ingest.rules.NUMBER_RULES), so the
-    documented schema and the validator cannot drift apart."""
+    documented schema and the validator cannot drift apart (a property test holds them)."""
     rule = NUMBER_RULES[name]
-    kind = fields.Integer if rule.integer else fields.Float
     nullable = not rule.required or name in NULLABLE_REQUIRED
     bounds = validate.Range(min=rule.low, max=None if rule.high == float("inf") else rule.high)
+    kind = JsonInteger if rule.integer else JsonNumber
     return kind(required=rule.required, allow_none=nullable, validate=bounds, **extra)
 
 
