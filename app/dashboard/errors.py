@@ -1,4 +1,7 @@
-"""Errors on dashboard paths answer as pages; on API paths exactly as before (JSON).
+"""Errors on dashboard pages answer as pages; on API paths exactly as before (JSON).
+
+An unknown path outside the API is a page for a browser (Accept: text/html) and JSON for
+any other client, as before the dashboard.
 
 Every app-level error handler (registered by app.api.error_handlers before this runs) is
 wrapped: the original handler still decides the status, code and message, so 400, 404,
@@ -11,7 +14,8 @@ from __future__ import annotations
 import functools
 import logging
 
-from flask import Flask, render_template, request
+from flask import Flask, current_app, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from app.dashboard.security import is_api_path
 
@@ -32,11 +36,33 @@ def render_error_page(status: int, message: str, headers=None):
     return body, status, {k: v for k, v in (headers or {}).items() if k in KEPT_HEADERS}
 
 
+def wants_page() -> bool:
+    """A dashboard route's error is a page; so is any other non-API path's when the client
+    asks for HTML first (a browser). Everything else keeps the JSON error."""
+    if is_api_path(request.path):
+        return False
+    if request.blueprint == "dashboard" or _dashboard_path():
+        return True
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def _dashboard_path() -> bool:
+    """Whether the path is a dashboard route for some method (a 405 has no blueprint)."""
+    adapter = current_app.url_map.bind("localhost")
+    for method in ("GET", "POST"):
+        try:
+            endpoint, _args = adapter.match(request.path, method=method)
+        except HTTPException:
+            continue
+        return endpoint.startswith("dashboard.")
+    return False
+
+
 def _as_page(handler):
     @functools.wraps(handler)
     def handle(err):
         response = handler(err)
-        if is_api_path(request.path):
+        if not wants_page():
             return response
         body = response.get_json(silent=True) or {}
         message = body.get("message") or TITLES.get(response.status_code, "Error")

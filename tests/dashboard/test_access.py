@@ -134,8 +134,11 @@ def test_errors_on_pages_are_pages(signed_in):
     missing = client.get("/nodes/00000000-0000-0000-0000-000000000000")
     assert missing.status_code == 404 and missing.mimetype == "text/html"
     assert "does not exist" in missing.get_data(as_text=True)
-    unknown = client.get("/no/such/page")
+    browser_accept = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    unknown = client.get("/no/such/page", headers=browser_accept)
     assert unknown.status_code == 404 and unknown.mimetype == "text/html"
+    # Any other client keeps the JSON error outside the dashboard's own routes.
+    assert client.get("/no/such/page").get_json()["code"] == "ERR_NOT_FOUND"
     wrong_method = client.get("/logout")
     assert wrong_method.status_code == 405 and wrong_method.mimetype == "text/html"
 
