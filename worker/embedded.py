@@ -36,7 +36,7 @@ def task_functions() -> dict[str, Callable[[], object]]:
     from worker import tasks
 
     return {task.name: task for task in (tasks.flush_metrics, tasks.aggregate_minute,
-                                         tasks.prune_metrics)}
+                                         tasks.prune_metrics, tasks.maintain_partitions)}
 
 
 def scheduled_jobs() -> list[tuple[str, object, Callable[[], object]]]:

@@ -50,6 +50,13 @@ def prune_metrics() -> dict:
     return prune()
 
 
+@shared_task(name="worker.tasks.maintain_partitions", **RETRY)
+def maintain_partitions() -> dict:
+    from app.history.retention import maintain_partitions as maintain
+
+    return maintain()
+
+
 @task_retry.connect
 def _count_retry(sender=None, **kwargs) -> None:
     try:

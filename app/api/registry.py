@@ -14,7 +14,9 @@ def register_blueprints(app: Flask, api: Api) -> None:
     from app.api.nodes.resources import blp as nodes_blp
     from app.api.ops import ops
     from app.api.probes.resources import blp as probes_blp
+    from app.api.reports.resources import blp as reports_blp
 
-    for blp in (auth_blp, nodes_blp, probes_blp, beacon_blp, metrics_blp, drift_blp):
+    for blp in (auth_blp, nodes_blp, probes_blp, beacon_blp, metrics_blp, drift_blp,
+                reports_blp):
         api.register_blueprint(blp)
     app.register_blueprint(ops)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
 
 from app.history.live_cache import Point
+from app.timeutil import to_ms
 
 LATENCY_FIELDS = ("latency_ms", "latency_min_ms", "latency_median_ms", "latency_p95_ms",
                   "latency_max_ms")
@@ -21,6 +23,9 @@ AGG_FIELDS = (*RAW_FIELDS[:-1], "jitter_max_ms", "packet_loss_max", "sample_coun
 ROUNDED = frozenset({*LATENCY_FIELDS, "packet_loss_rate", "jitter_ms", "jitter_max_ms",
                      "packet_loss_max"})
 MINUTE_MS = 60_000
+# Answers round half up to the cent, as PostgreSQL's numeric columns do, so a value reads
+# the same whether it was computed in SQL or here.
+CENT = Decimal("0.01")
 # Internal: how many runs a bucket's latency means stand for (weights when rolling up).
 LATENCY_RUNS = "_latency_runs"
 
@@ -57,6 +62,19 @@ def from_minute_row(ts_ms: int, row) -> dict:
     point["sample_count"] = row.sample_count
     point[LATENCY_RUNS] = row.sample_count if row.latency_ms is not None else 0
     return point
+
+
+def from_rollup_row(row) -> dict:
+    """An hourly rollup row as an aggregated point."""
+    return {"ts_ms": to_ms(row.hour), "latency_ms": _num(row.latency_ms),
+            "packet_loss_rate": _num(row.packet_loss_rate), "jitter_ms": _num(row.jitter_ms),
+            "latency_min_ms": _num(row.latency_min_ms),
+            "latency_median_ms": _num(row.latency_median_ms),
+            "latency_p95_ms": _num(row.latency_p95_ms),
+            "latency_max_ms": _num(row.latency_max_ms), "sent": None, "received": None,
+            "jitter_max_ms": _num(row.jitter_max_ms),
+            "packet_loss_max": _num(row.packet_loss_max), "sample_count": row.sample_count,
+            LATENCY_RUNS: row.latency_sample_count}
 
 
 def _mean(values: list) -> float | None:
@@ -141,6 +159,6 @@ def answered(point: dict) -> dict:
         if name.startswith("_"):
             continue
         if name in ROUNDED and value is not None:
-            value = round(float(value), 2)
+            value = float(Decimal(repr(float(value))).quantize(CENT, ROUND_HALF_UP))
         shown[name] = value
     return shown
