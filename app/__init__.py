@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 from flask import Flask
-from flask.sessions import SessionInterface
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -28,8 +27,6 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
             app.instance_path, "pulse.db")
     app.json.sort_keys = False
-    # Pulse is a bearer-token API: no cookie session to open and sign on every request.
-    app.session_interface = _NoSessions()
     logging.getLogger("app").setLevel(logging.INFO)
 
     # `app.api` is a subpackage, so the smorest Api is reached through `ext` here.
@@ -55,18 +52,14 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     init_rate_limit(app)
     install_heartbeat_fast_path(app)
 
+    # Pages and their cookie sessions; /api/ stays bearer-only and never opens a session.
+    from app.dashboard import init_dashboard
+
+    init_dashboard(app)
     from app.cli import register_cli
 
     register_cli(app)
     return app
-
-
-class _NoSessions(SessionInterface):
-    def open_session(self, app: Flask, request):
-        return self.make_null_session(app)
-
-    def save_session(self, app: Flask, session, response) -> None:
-        return None
 
 
 @event.listens_for(Engine, "connect")

@@ -78,6 +78,19 @@ class Config:
         # Accepted single heartbeats answered below Flask's dispatch (app/ingest/fast_path.py).
         self.PULSE_HEARTBEAT_FAST_PATH = env.get("PULSE_HEARTBEAT_FAST_PATH", "1") != "0"
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
+        # Failed logins per account and per client address, API and dashboard alike.
+        self.PULSE_LOGIN_RATE_LIMIT = env.get("PULSE_LOGIN_RATE_LIMIT", "10/minute")
+        # The `make run` demo node and Beacon (embedded mode only; never with REDIS_URL).
+        self.PULSE_DEMO = env.get("PULSE_DEMO", "1") != "0"
+        # Where the demo keeps its beacon.yaml, spool and ports (default: instance/demo).
+        self.PULSE_DEMO_DIR = env.get("PULSE_DEMO_DIR") or None
+        # Dashboard sessions (signed cookies; /api/ never reads them). A session lives this
+        # long after the last request, so a wall screen refreshing every 15 s stays in.
+        self.SESSION_COOKIE_NAME = "pulse_session"
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = self.PULSE_ENV == "production"
+        self.PERMANENT_SESSION_LIFETIME = 3600 * _int(env, "PULSE_SESSION_HOURS", 12, 1)
 
         self.API_TITLE = "Pulse API"
         self.API_VERSION = "v1"
