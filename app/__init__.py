@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from typing import Any
 
 from flask import Flask
@@ -26,6 +27,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
             app.instance_path, "pulse.db")
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
     app.json.sort_keys = False
     logging.getLogger("app").setLevel(logging.INFO)
 
@@ -60,6 +63,24 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """Development's SECRET_KEY: read from instance/secret_key, created (0600) on first use."""
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        with open(path) as handle:
+            key = handle.read().strip()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    os.makedirs(instance_path, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key
 
 
 @event.listens_for(Engine, "connect")

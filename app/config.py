@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 
 
@@ -49,7 +48,9 @@ class Config:
         secret = env.get("SECRET_KEY", "")
         if self.PULSE_ENV == "production" and len(secret) < 32:
             raise ConfigError("PULSE_ENV=production needs SECRET_KEY of at least 32 characters")
-        self.SECRET_KEY = secret or secrets.token_urlsafe(48)
+        # None: development's key, generated once and kept in instance/secret_key (0600) so
+        # sessions and encrypted channel URLs survive a restart (resolved in create_app).
+        self.SECRET_KEY = secret or None
 
         database_url = env.get("DATABASE_URL", "")
         # None means "sqlite file in the instance folder", resolved in create_app.

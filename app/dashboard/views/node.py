@@ -11,7 +11,7 @@ from app.dashboard.blueprint import bp
 from app.dashboard.charts import columnar
 from app.dashboard.security import current_principal, signed_in
 from app.extensions import db
-from app.history import chart_reads, queries
+from app.history import queries
 from app.history.points import answered
 from app.models import Probe
 from app.services.nodes import get_node
@@ -83,16 +83,12 @@ def node_page(node_id):
 def _points(node_id, probes: list[Probe], start: datetime, end: datetime, now: datetime,
             resolution: str) -> list[list[dict]]:
     """Each probe's points as GET /api/v1/nodes/<id>/metrics answers them (node_metrics);
-    raw runs and minutes of all the probes are read together (one query, one round trip,
-    app.history.chart_reads) instead of once per probe."""
+    the probes' runs, minutes or hours are read together (one query) instead of once per
+    probe."""
     ids = [p.id for p in probes]
-    if resolution == "raw":
-        by_probe = chart_reads.raw_points(node_id, ids, start, end, now)
-    elif resolution == "1m":
-        by_probe = chart_reads.minute_points(node_id, ids, start, end, now)
-    else:
-        return [queries.node_metrics(node_id, p, start, end, resolution, now)["points"]
-                for p in probes]
+    read = {"raw": queries.raw_points, "1m": queries.minute_points,
+            "1h": queries.hour_points}[resolution]
+    by_probe = read(node_id, ids, start, end, now)
     return [[answered(point) for point in by_probe[str(p.id)]] for p in probes]
 
 
