@@ -39,6 +39,8 @@ RATE_COUNTED = "pulse.rate_limit_counted"
 # Set when the fast path found Redis or the database down; the view raises it again.
 BACKEND_DOWN = "pulse.backend_down"
 BACKEND_ERRORS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.OperationalError)
+# A body read that timed out (gunicorn.conf.py's socket timeouts).
+BODY_STALLED = (TimeoutError, BlockingIOError)
 
 
 class HeartbeatFastPath:
@@ -62,6 +64,8 @@ class HeartbeatFastPath:
             # Redis or the database is down: the view answers at once with its 503 instead
             # of going through the same timeouts and retries a second time.
             environ[BACKEND_DOWN] = exc
+        except BODY_STALLED:
+            raise  # the client stopped sending: nothing for the view to read (408 outside)
         except Exception:
             log.exception("heartbeat fast path failed; the view answers")
         if answer is None:
@@ -94,7 +98,7 @@ class HeartbeatFastPath:
                 return None
             try:
                 body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 return None
             if check_node_id(body, node_id) is not None:
                 return None
