@@ -52,10 +52,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     init_telemetry(app)
     init_rate_limit(app)
-    install_heartbeat_fast_path(app)
     from app.api.error_handlers import guard_body_reads
 
     app.wsgi_app = guard_body_reads(app.wsgi_app)
+    install_heartbeat_fast_path(app)
 
     from app.cli import register_cli
 

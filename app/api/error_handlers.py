@@ -16,7 +16,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from app.errors import ApiError, validation_error
 from app.extensions import db
-from app.ingest.fast_path import BODY_STALLED
+from app.ingest.fast_path import BODY_STALLED, BODY_STALLED_KEY
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +65,20 @@ def _rollback_quietly() -> None:
 
 
 def guard_body_reads(wsgi_app):
-    """WSGI middleware answering 408 when the client stops sending its body (a socket
-    read timed out, gunicorn.conf.py) anywhere below, the heartbeat fast path included."""
+    """WSGI middleware (below the heartbeat fast path) answering 408 for a request whose
+    body stopped arriving while the fast path read it (gunicorn.conf.py's socket timeouts);
+    the Flask views answer the same through handle_body_stalled."""
 
     def guarded(environ, start_response):
-        try:
+        if BODY_STALLED_KEY not in environ:
             return wsgi_app(environ, start_response)
-        except BODY_STALLED:
-            body = json.dumps({"code": "ERR_REQUEST_TIMEOUT",
+        body = json.dumps({"code": "ERR_REQUEST_TIMEOUT",
                                "message": "The request body stopped arriving",
-                               "details": {}}).encode()
-            start_response("408 Request Timeout", [
-                ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                ("Connection", "close")])
-            return [body]
+                           "details": {}}).encode()
+        start_response("408 Request Timeout", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+            ("Connection", "close")])
+        return [body]
 
     return guarded
 

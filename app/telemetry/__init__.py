@@ -17,7 +17,6 @@ from app.extensions import get_redis
 from app.telemetry.metrics import LATENCY, REQUESTS
 from app.telemetry.stats import scrape_registry
 
-
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 KNOWN_STATUSES = frozenset((200, 201, 204, 304, 400, 401, 403, 404, 405, 408, 409, 413, 415,
                             422, 429, 500, 502, 503, 504))

@@ -6,11 +6,12 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.common import UtcDateTime
+from app.api.fields import Text
 from app.models.user import ROLES
 
 
 class LoginSchema(ma.Schema):
-    email = fields.String(required=True, validate=validate.Length(1, 255))
+    email = Text(255, 1, required=True)
     password = fields.String(required=True, validate=validate.Length(1, 1024))
 
 
@@ -22,7 +23,9 @@ class AccessTokenSchema(ma.Schema):
 
 
 class ApiTokenCreateSchema(ma.Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 255))
+    error_codes = {"name": "ERR_INVALID_NAME", "role": "ERR_INVALID_ROLE"}
+
+    name = Text(255, 1, required=True)
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
 
 
