@@ -48,14 +48,21 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     from app.ingest.fast_path import install as install_heartbeat_fast_path
     from app.ingest.rate_limit import init_rate_limit
+    from app.services.auth import init_login_limit
     from app.telemetry import init_telemetry
 
     init_telemetry(app)
     init_rate_limit(app)
+    init_login_limit(app)
     from app.api.error_handlers import guard_body_reads
 
     app.wsgi_app = guard_body_reads(app.wsgi_app)
     install_heartbeat_fast_path(app)
+    if app.config.get("PULSE_TRUSTED_PROXIES"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PULSE_TRUSTED_PROXIES"]  # the client address is theirs to tell
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     from app.cli import register_cli
 

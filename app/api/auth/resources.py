@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import g
+from flask import g, request
 from flask.views import MethodView
 from sqlalchemy import select
 
@@ -15,6 +15,7 @@ from app.api.auth.schemas import (
     ApiTokenWithSecretSchema,
     LoginSchema,
     UserCreateSchema,
+    UserPatchSchema,
     UserSchema,
 )
 from app.api.common import Blueprint
@@ -30,11 +31,10 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Login, user
 @blp.route("/auth/login", methods=["POST"])
 @blp.arguments(LoginSchema)
 @blp.response(200, AccessTokenSchema)
+@blp.alt_response(429, description="Too many failed logins for this account or address")
 def login(data):
     """Exchange email and password for a bearer access token"""
-    user = auth_service.check_credentials(data["email"], data["password"])
-    if user is None:
-        raise ApiError(401, "ERR_INVALID_CREDENTIALS", "Wrong email or password")
+    user = auth_service.login(data["email"], data["password"], request.remote_addr)
     token, expires_in = auth_service.issue_access_token(user)
     return {"access_token": token, "token_type": "Bearer", "expires_in": expires_in,
             "role": user.role}
@@ -98,3 +98,26 @@ class UserCollection(MethodView):
             return auth_service.create_user(data["email"], data["password"], data["role"])
         except auth_service.AuthError as exc:
             raise ApiError(409, "ERR_USER_EXISTS", str(exc)) from exc
+
+
+@blp.route("/users/<user_id>")
+class UserItem(MethodView):
+    @require_role("admin")
+    @blp.response(200, UserSchema)
+    def get(self, user_id):
+        """Get a user"""
+        return auth_service.get_user(user_id)
+
+    @require_role("admin")
+    @blp.arguments(UserPatchSchema)
+    @blp.response(200, UserSchema)
+    def patch(self, data, user_id):
+        """Change a user's role or password; applies in every process at once"""
+        return auth_service.update_user(auth_service.get_user(user_id), data.get("role"),
+                                        data.get("password"))
+
+    @require_role("admin")
+    @blp.response(204)
+    def delete(self, user_id):
+        """Delete a user; their access tokens stop working at once"""
+        auth_service.delete_user(auth_service.get_user(user_id))

@@ -43,10 +43,23 @@ class ApiTokenWithSecretSchema(ApiTokenSchema):
     token = fields.String(metadata={"description": "Shown once; only its hash is stored"})
 
 
+USER_ERROR_CODES = {"email": "ERR_INVALID_EMAIL", "password": "ERR_INVALID_PASSWORD",
+                    "role": "ERR_INVALID_ROLE"}
+
+
 class UserCreateSchema(ma.Schema):
-    email = fields.Email(required=True)
+    error_codes = USER_ERROR_CODES
+
+    email = fields.Email(required=True, validate=validate.Length(max=255))
     password = fields.String(required=True, load_only=True, validate=validate.Length(8, 1024))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class UserPatchSchema(ma.Schema):
+    error_codes = USER_ERROR_CODES
+
+    role = fields.String(validate=validate.OneOf(ROLES))
+    password = fields.String(load_only=True, validate=validate.Length(8, 1024))
 
 
 class UserSchema(ma.Schema):
