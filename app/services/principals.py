@@ -115,7 +115,7 @@ def _from_api_token(token: str) -> Principal | None:
 
 def _cached(name: str, resolve) -> Principal | None:
     # Keyed per app too: apps in one process (tests) differ in database and Redis prefix.
-    key = (id(current_app._get_current_object()), name)
+    key = (_app_key(), name)
     epoch = read_epoch()
     now = time.monotonic()
     hit = _cache.get(key)
@@ -129,6 +129,18 @@ def _cached(name: str, resolve) -> Principal | None:
             _cache.clear()
         _cache[key] = (now + PRINCIPAL_MAX_AGE_SECONDS, epoch, principal)
     return principal
+
+
+def _app_key() -> int:
+    return id(current_app._get_current_object())
+
+
+def _forget_local() -> None:
+    """Drop this app's entries (other apps in the process, as other processes, rely on
+    the epoch alone)."""
+    app_key = _app_key()
+    for key in [k for k in _cache if k[0] == app_key]:
+        _cache.pop(key, None)
 
 
 def read_epoch() -> bytes | None:
@@ -183,11 +195,9 @@ def _void_before_commit(session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _void_after_commit(session) -> None:
-    if not session.info.pop(_FLAG, False):
+    if not session.info.pop(_FLAG, False) or not has_app_context():
         return
-    _cache.clear()
-    if not has_app_context():
-        return
+    _forget_local()
     try:
         bump_epoch()  # voids what a request resolved between the first bump and the commit
     except redis.RedisError:
