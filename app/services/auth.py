@@ -80,17 +80,17 @@ def _admins_left_without(user: User) -> int:
 
 def update_user(user: User, role: str | None = None, password: str | None = None) -> User:
     """Change a user's role or password; at once in every process."""
-    changed: dict[str, object] = {}
+    changed: list[str] = []
     if role is not None and role != user.role:
         if user.role == "admin" and not _admins_left_without(user):
             raise ApiError(409, "ERR_LAST_ADMIN", "The last admin cannot lose the role")
         user.role = role
-        changed["role"] = role
+        changed.append("role")
     if password is not None:
         user.password_hash = generate_password_hash(password)
-        changed["password_changed"] = True
+        changed.append("password")
     if changed:
-        audit.record("user.update", "user", user.id, changed)
+        audit.record("user.update", "user", user.id, {"changed": changed, "role": user.role})
         db.session.commit()
     return user
 

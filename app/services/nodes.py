@@ -41,7 +41,7 @@ def create_node(name: str, region: str | None = None, labels: dict | None = None
     token = new_token(NODE_PREFIX)
     node = Node(name=name, region=region, labels=labels or {}, metadata_=metadata or {},
                 token_hash=hash_token(token))
-    return _insert_node(node, "node.enroll"), token
+    return _insert_node(node), token
 
 
 def _insert_node(node: Node, action: str = "node.create") -> Node:
@@ -153,4 +153,4 @@ def enroll_node(enroll_token: str, name: str, metadata: dict | None) -> tuple[No
     node = Node(name=name, region=metadata.get("region"), labels={}, metadata_=metadata,
                 hostname=metadata.get("hostname"), ip_address=metadata.get("ip_address"),
                 token_hash=hash_token(token))
-    return _insert_node(node), token
+    return _insert_node(node, "node.enroll"), token
