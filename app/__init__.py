@@ -40,6 +40,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     ext.api.ERROR_SCHEMA = ErrorSchema  # document our {"code","message","details"}
     ext.api.init_app(app)
+    from app.api.fields import document_key_rules
+
+    ext.api.ma_plugin.converter.add_attribute_function(document_key_rules)
 
     from app.api.error_handlers import register_error_handlers
     from app.api.registry import register_blueprints

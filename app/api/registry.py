@@ -15,12 +15,13 @@ def register_blueprints(app: Flask, api: Api) -> None:
     from app.api.drift.resources import blp as drift_blp
     from app.api.metrics.resources import blp as metrics_blp
     from app.api.nodes.resources import blp as nodes_blp
-    from app.api.ops import ops
+    from app.api.ops import assets, ops
     from app.api.probes.resources import blp as probes_blp
 
-    for blp in (auth_blp, nodes_blp, probes_blp, beacon_blp, metrics_blp, drift_blp, audit_blp):
+    for blp in (auth_blp, nodes_blp, probes_blp, beacon_blp, metrics_blp, drift_blp, audit_blp,
+                ops):
         api.register_blueprint(blp)
-    app.register_blueprint(ops)
+    app.register_blueprint(assets)
 
     @app.before_request
     def _audit_context() -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.extensions import get_redis
 from app.telemetry.metrics import LATENCY, REQUESTS
 from app.telemetry.stats import scrape_registry
 
@@ -49,7 +48,7 @@ def init_telemetry(app: Flask) -> None:
             LATENCY.labels(endpoint).observe(time.perf_counter() - started)
         return response
 
-    @app.get("/metrics")
-    def metrics():
-        return Response(generate_latest(scrape_registry(get_redis())),
-                        mimetype=CONTENT_TYPE_LATEST)
+
+def metrics_text(handle) -> tuple[bytes, str]:
+    """What GET /metrics answers (served by app.api.ops): body and content type."""
+    return generate_latest(scrape_registry(handle)), CONTENT_TYPE_LATEST

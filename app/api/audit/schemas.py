@@ -6,15 +6,15 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.common import PaginationSchema, UtcDateTime
-from app.api.fields import Text, page_field
+from app.api.fields import QueryTime, Text, page_field
 
 
 class AuditArgsSchema(ma.Schema):
     error_codes = {"from_": "ERR_INVALID_TIMESTAMP", "from": "ERR_INVALID_TIMESTAMP",
                    "to": "ERR_INVALID_TIMESTAMP"}
 
-    from_ = fields.AwareDateTime(data_key="from", load_default=None)
-    to = fields.AwareDateTime(load_default=None)
+    from_ = QueryTime(data_key="from", load_default=None)
+    to = QueryTime(load_default=None)
     actor = Text(255, load_default=None)
     action = Text(64, load_default=None)
     page = page_field()

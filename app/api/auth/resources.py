@@ -29,6 +29,7 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Login, user
 
 
 @blp.route("/auth/login", methods=["POST"])
+@blp.doc(security=[])
 @blp.arguments(LoginSchema)
 @blp.response(200, AccessTokenSchema)
 @blp.alt_response(429, description="Too many failed logins for this account or address")

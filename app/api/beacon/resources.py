@@ -67,6 +67,7 @@ def _ownership_checked(body, node_id: uuid.UUID) -> None:
 
 
 @blp.route("/register", methods=["POST"])
+@blp.doc(security=[])
 @blp.arguments(RegisterSchema)
 @blp.response(201, RegisteredSchema)
 def register(data):

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.common import UtcDateTime
+from app.api.fields import QueryTime
 from app.timeutil import from_ms, iso_utc
-
-# Far enough from datetime's limits that a default span or the 400-day check never
-# overflows (year 1 or 9999 in a query was a 500).
-TIME_RANGE = validate.Range(datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC),
-                            error="must be between 1970 and 9000")
 
 
 class EpochMsDateTime(fields.Field):
@@ -29,9 +23,8 @@ class MetricsArgsSchema(ma.Schema):
                    "resolution": "ERR_VALIDATION"}
 
     probe_id = fields.UUID(load_default=None)
-    from_ = fields.AwareDateTime(data_key="from", load_default=None, default_timezone=None,
-                                 validate=TIME_RANGE)
-    to = fields.AwareDateTime(load_default=None, validate=TIME_RANGE)
+    from_ = QueryTime(data_key="from", load_default=None, default_timezone=None)
+    to = QueryTime(load_default=None)
     resolution = fields.String(load_default="auto",
                                validate=validate.OneOf(("raw", "1m", "1h", "auto")))
 
