@@ -36,7 +36,8 @@ def task_functions() -> dict[str, Callable[[], object]]:
     from worker import tasks
 
     return {task.name: task for task in (tasks.flush_metrics, tasks.aggregate_minute,
-                                         tasks.prune_metrics, tasks.maintain_partitions)}
+                                         tasks.prune_metrics, tasks.maintain_partitions,
+                                         tasks.forget_drift_instances)}
 
 
 def scheduled_jobs() -> list[tuple[str, object, Callable[[], object]]]:

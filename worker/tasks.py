@@ -57,6 +57,15 @@ def maintain_partitions() -> dict:
     return maintain()
 
 
+@shared_task(name="worker.tasks.forget_drift_instances", **RETRY)
+def forget_drift_instances() -> int:
+    from flask import current_app
+
+    from app.services.drift import forget_silent_instances
+
+    return forget_silent_instances(current_app.config["PULSE_DRIFT_FORGET_HOURS"])
+
+
 @task_retry.connect
 def _count_retry(sender=None, **kwargs) -> None:
     try:

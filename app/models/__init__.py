@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate."""
 
+from app.models.audit import AuditLog
 from app.models.drift import DriftExpected, DriftInstance
 from app.models.metric import Metric, MetricRollup
 from app.models.node import EnrollmentToken, Node
@@ -7,6 +8,7 @@ from app.models.probe import Probe
 from app.models.user import ApiToken, User
 
 __all__ = [
-    "ApiToken", "DriftExpected", "DriftInstance", "EnrollmentToken", "Metric", "MetricRollup",
+    "ApiToken", "AuditLog", "DriftExpected", "DriftInstance", "EnrollmentToken", "Metric",
+    "MetricRollup",
     "Node", "Probe", "User",
 ]
