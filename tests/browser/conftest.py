@@ -31,8 +31,10 @@ def chromium_path() -> str | None:
         "chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per module: Playwright's sync API keeps an event loop running in the
+    main thread while it is open, and asyncio.run() in any later test would refuse to run."""
     path = chromium_path()
     if not path:
         _unavailable("Chromium", FileNotFoundError("no chromium binary (apt-get install chromium)"))

@@ -185,7 +185,7 @@ def test_the_migration_converts_a_table_with_rows_keeping_every_one(pg_server):
     url = pg_server.create_database("conv_" + uuid.uuid4().hex[:10])
     app = make_app(url)
     with app.app_context():
-        upgrade(revision="0002")
+        upgrade(revision="0003_audit_log")  # the last revision before the conversion
     ctx = setup_node(app, probe_count=2)
     engine = sa.create_engine(normalize_database_url(url))
     now = datetime.now(UTC).replace(microsecond=0)
