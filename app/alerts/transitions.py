@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -58,11 +58,14 @@ def _event(alert_id, rule_id, now, old: str, new: str, value, silenced: bool,
         silenced=silenced, reason=reason)).scalar_one()
 
 
-def _outbox(event_id: int, channels: Sequence[uuid.UUID], now: datetime) -> list[int]:
+def _outbox(event_id: int, channels: Sequence[uuid.UUID]) -> list[int]:
+    """Queued deliveries, due now: the wall clock, whatever time was evaluated (a
+    back-dated or future `now` of a test must not delay or hurry a real delivery)."""
     if not channels:
         return []
+    due = datetime.now(UTC)
     rows = [{"event_id": event_id, "channel_id": c, "status": "queued", "attempts": 0,
-             "next_attempt_at": now, "created_at": now} for c in channels]
+             "next_attempt_at": due, "created_at": due} for c in channels]
     return list(db.session.execute(insert(OUTBOX).returning(OUTBOX.c.id), rows).scalars())
 
 
@@ -84,7 +87,7 @@ def open_alert(rule, subject, state: str, value: float | None, threshold: float 
         outbox: list[int] = []
         if firing:
             event_id = _event(alert_id, rule.id, now, "pending", "firing", value, silenced)
-            outbox = [] if silenced else _outbox(event_id, channels, now)
+            outbox = [] if silenced else _outbox(event_id, channels)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()  # another evaluator opened it first
@@ -110,7 +113,7 @@ def change(alert: OpenAlert, new: str, value: float | None, now: datetime,
     quiet = silenced or (new == "resolved" and not alert.notified)
     event_id = _event(alert.id, alert.rule_id, now, alert.state, new, value, quiet, reason)
     notifies = new == "firing" or new == "resolved"
-    outbox = _outbox(event_id, channels, now) if notifies and not quiet else []
+    outbox = _outbox(event_id, channels) if notifies and not quiet else []
     db.session.commit()
     alert.state = new
     return outbox
@@ -130,7 +133,7 @@ def renotify(alert: OpenAlert, value: float | None, now: datetime,
         db.session.rollback()
         return []
     event_id = _event(alert.id, alert.rule_id, now, "firing", "repeat", value, False, reason)
-    outbox = _outbox(event_id, channels, now)
+    outbox = _outbox(event_id, channels)
     db.session.commit()
     alert.last_notified_at, alert.notified = now, True
     return outbox

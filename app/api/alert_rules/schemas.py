@@ -26,6 +26,19 @@ class StrictNumber(fields.Float):
         return float(value)
 
 
+class UuidList(fields.List):
+    """A list of UUIDs whose errors belong to the list (one field, one code)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.UUID(), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ma.ValidationError as exc:
+            raise ma.ValidationError("must be a list of channel ids (UUIDs)") from exc
+
+
 def _fields(create: bool) -> dict:
     """The rule's fields: with their defaults for POST/PUT, without any for PATCH."""
 
@@ -44,7 +57,7 @@ def _fields(create: bool) -> dict:
         "node_id": fields.UUID(allow_none=True, **default(None)),
         "probe_id": fields.UUID(allow_none=True, **default(None)),
         "severity": fields.String(validate=validate.OneOf(SEVERITIES), **default("warning")),
-        "channel_ids": fields.List(fields.UUID(), **default(list)),
+        "channel_ids": UuidList(**default(list)),
         "repeat_minutes": StrictInteger(allow_none=True, validate=validate.Range(1, 10080),
                                         **default(None)),
         "enabled": StrictBoolean(**default(True)),
