@@ -6,9 +6,11 @@ that minute, or else the latest run before it within that reach. A minute withou
 breaks a condition; a minute whose latency is null (nothing received) is *neutral* for a
 latency rule: it neither fires, nor resolves, nor clears a pending alert.
 
-The evaluated minutes end at the current minute when it already has a run of its own,
-else at the last complete minute: the heartbeat that completes `for_minutes` is judged at
-the next evaluation, not a minute later.
+The evaluated minutes end at the minute of the newest run (the current minute once it
+has a run): the heartbeat that completes `for_minutes` is judged at the next evaluation,
+not a minute later, and a minute whose run has not arrived yet is not judged on a copy
+of the previous one. Once the newest run is out of reach, they end at the last complete
+minute, which then has no data.
 """
 
 from __future__ import annotations
@@ -44,11 +46,15 @@ class Minute(NamedTuple):
     jitter_ms: float | None
 
 
-def latest_minute_ms(runs: Sequence[Run], now_ms: int) -> int:
-    """The last minute to judge: the current one if it has a run already, else the last
-    complete one. `runs` are sorted by time and none is later than now."""
+def latest_minute_ms(runs: Sequence[Run], now_ms: int, interval_seconds: int) -> int:
+    """The last minute to judge: the minute of the newest run while that run is within
+    reach of now (minutes after it have no run of their own *yet*: judging them on a copy
+    of it would count one run twice and fire early), else the last complete minute.
+    `runs` are sorted by time and none is later than now."""
     current = now_ms - now_ms % MINUTE_MS
-    return current if runs and runs[-1].ts_ms >= current else current - MINUTE_MS
+    if runs and now_ms - runs[-1].ts_ms <= (interval_seconds + 60) * 1000:
+        return runs[-1].ts_ms - runs[-1].ts_ms % MINUTE_MS
+    return current - MINUTE_MS
 
 
 def _mean(values: list[float]) -> float | None:

@@ -81,7 +81,7 @@ def _probe_rules(run: _Run, rules: list[AlertRule]) -> None:
     minutes = {}
     for probe_id, subject in needed.items():
         probe_runs = runs.get(probe_id, [])
-        last = conditions.latest_minute_ms(probe_runs, now_ms)
+        last = conditions.latest_minute_ms(probe_runs, now_ms, subject.interval_seconds)
         minutes[probe_id] = conditions.minutes(probe_runs, subject.interval_seconds, last,
                                                window)
     for rule in rules:

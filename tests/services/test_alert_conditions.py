@@ -50,8 +50,23 @@ def test_a_300s_probe_has_data_in_every_minute_between_runs():
 def test_the_current_minute_counts_once_it_has_a_run():
     runs = [run(0), run(1)]
     now = T0 + MINUTE_MS + 20_000  # 20 s into minute 1, which has its run
-    assert latest_minute_ms(runs, now) == T0 + MINUTE_MS
-    assert latest_minute_ms(runs[:1], now) == T0  # not yet: the last complete one
+    assert latest_minute_ms(runs, now, 60) == T0 + MINUTE_MS
+    assert latest_minute_ms(runs[:1], now, 60) == T0
+
+
+def test_a_minute_whose_run_has_not_arrived_yet_is_not_judged_on_a_copy():
+    """One bad run must not make two bad minutes: minute 1 is complete but its run (the
+    Beacon reports later in the minute) is not there yet."""
+    runs = [run(0, 10, loss=50)]
+    now = T0 + 2 * MINUTE_MS + 5_000
+    last = latest_minute_ms(runs, now, 60)
+    assert last == T0
+    values = values_of(minutes(runs, 60, last, 2), "packet_loss_rate")
+    assert judge(None, values, ">", 5.0, 5.0, 2) == "pending"
+    # once the run is out of reach, the last complete minute is judged: no data
+    later = T0 + 3 * MINUTE_MS + 15_000
+    assert latest_minute_ms(runs, later, 60) == T0 + 2 * MINUTE_MS
+    assert values_of(minutes(runs, 60, T0 + 2 * MINUTE_MS, 1), "packet_loss_rate") == [NO_DATA]
 
 
 @pytest.mark.parametrize(("state", "values", "expected"), [
