@@ -48,4 +48,9 @@ beat_schedule = {
         "schedule": crontab(minute=7),
         "options": {"expires": 3600},
     },
+    "maintain-partitions": {
+        "task": "worker.tasks.maintain_partitions",
+        "schedule": crontab(minute=17),
+        "options": {"expires": 3600},
+    },
 }

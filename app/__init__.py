@@ -34,7 +34,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     # `app.api` is a subpackage, so the smorest Api is reached through `ext` here.
     ext.db.init_app(app)
-    ext.migrate.init_app(app, ext.db, directory=MIGRATIONS_DIR)
+    ext.migrate.init_app(app, ext.db, directory=MIGRATIONS_DIR,
+                         include_object=ext.not_a_partition)
     ext.redis_store.init_app(app)
     from app.api.error_handlers import ErrorSchema
 

@@ -61,6 +61,7 @@ class Config:
         self.PULSE_REDIS_PREFIX = env.get("PULSE_REDIS_PREFIX", "pulse")
         self.PULSE_RAW_RETENTION_DAYS = _int(env, "PULSE_RAW_RETENTION_DAYS", 7, 1)
         self.PULSE_AGG_RETENTION_DAYS = _int(env, "PULSE_AGG_RETENTION_DAYS", 90, 1)
+        self.PULSE_HOURLY_RETENTION_DAYS = _int(env, "PULSE_HOURLY_RETENTION_DAYS", 730, 1)
         self.PULSE_NODE_RATE_LIMIT = env.get("PULSE_NODE_RATE_LIMIT", "120/minute")
         self.PULSE_MAX_BODY_BYTES = _int(env, "PULSE_MAX_BODY_BYTES", 8 * 1024 * 1024, 1024)
         self.MAX_CONTENT_LENGTH = self.PULSE_MAX_BODY_BYTES

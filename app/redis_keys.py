@@ -67,3 +67,8 @@ def agg_dirty_key(prefix: str) -> str:
 def stats_key(prefix: str) -> str:
     """Figures of the Celery workers, read by /metrics (telemetry.stats)."""
     return f"{prefix}:stats"
+
+
+def rollup_dirty_key(prefix: str) -> str:
+    """Hours (probe_id:hour_ms) whose minutes changed since their rollup."""
+    return f"{prefix}:rollup:dirty"

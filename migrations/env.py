@@ -100,6 +100,12 @@ def run_migrations_online():
         with context.begin_transaction():
             context.run_migrations()
 
+    # Partitions ahead (SPEC §12): made at every `flask db upgrade` too, not only hourly.
+    if connectable.dialect.name == 'postgresql':
+        from app.history.retention import maintain_partitions
+
+        maintain_partitions()
+
 
 if context.is_offline_mode():
     run_migrations_offline()

@@ -36,8 +36,8 @@ def task_functions() -> dict[str, Callable[[], object]]:
     from worker import tasks
 
     return {task.name: task for task in (tasks.flush_metrics, tasks.aggregate_minute,
-                                         tasks.prune_metrics, tasks.evaluate_alerts,
-                                         tasks.sweep_notifications)}
+                                         tasks.prune_metrics, tasks.maintain_partitions,
+                                         tasks.evaluate_alerts, tasks.sweep_notifications)}
 
 
 def scheduled_jobs() -> list[tuple[str, object, Callable[[], object]]]:

@@ -52,6 +52,13 @@ def prune_metrics() -> dict:
     return prune()
 
 
+@shared_task(name="worker.tasks.maintain_partitions", **RETRY)
+def maintain_partitions() -> dict:
+    from app.history.retention import maintain_partitions as maintain
+
+    return maintain()
+
+
 @shared_task(name="worker.tasks.evaluate_alerts", **RETRY)
 def evaluate_alerts(now=None) -> dict:
     """Judge every alert rule; `now` (a datetime or ISO 8601 string) for back-dated tests."""

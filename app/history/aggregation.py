@@ -20,13 +20,14 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import redis
 from flask import current_app
 from sqlalchemy import and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db, get_redis
+from app.history.marks import unmark
+from app.history.rollups import mark_hours_dirty, roll_up_pending_hours
 from app.models import Metric
 from app.redis_keys import agg_alive_key, agg_dirty_key
 from app.timeutil import from_ms, to_ms
@@ -116,27 +117,30 @@ def aggregate_pending_minutes(now: datetime | None = None) -> int:
             continue  # not complete yet
         todo.add((uuid.UUID(probe_text), minute_ms))
         done[member] = score
-    todo |= _unmarked_stale_minutes(client, handle.prefix, from_ms(current_minute))
+    stale, full = _unmarked_stale_minutes(client, handle.prefix, from_ms(current_minute))
+    todo |= stale
     for count, (probe_id, minute_ms) in enumerate(sorted(todo), 1):
         aggregate_minute(probe_id, from_ms(minute_ms))
         if count % 500 == 0:
             db.session.commit()
     db.session.commit()
-    _unmark(client, key, done)
+    mark_hours_dirty(todo)
+    unmark(client, key, done)
+    roll_up_pending_hours(now, full_scan=full)
+    if full and len(stale) < MAX_MINUTES_PER_RUN:
+        client.set(agg_alive_key(handle.prefix), 1)
     return len(todo)
 
 
-def _unmarked_stale_minutes(client, prefix: str, until: datetime) -> set[tuple[uuid.UUID, int]]:
+def _unmarked_stale_minutes(client, prefix: str,
+                            until: datetime) -> tuple[set[tuple[uuid.UUID, int]], bool]:
     """Minutes the marks may have missed: the recent ones always; after Redis lost its data
     (the watermark key is gone: a restart without AOF, or embedded mode's in-process Redis)
     every minute within the raw retention, until one scan comes back complete."""
     full = not client.exists(agg_alive_key(prefix))
     since = until - (timedelta(days=current_app.config["PULSE_RAW_RETENTION_DAYS"]) if full
                      else CATCH_UP_RECENT)
-    found = stale_minutes(since, until, MAX_MINUTES_PER_RUN)
-    if full and len(found) < MAX_MINUTES_PER_RUN:
-        client.set(agg_alive_key(prefix), 1)
-    return found
+    return stale_minutes(since, until, MAX_MINUTES_PER_RUN), full
 
 
 def stale_minutes(since: datetime, until: datetime,
@@ -180,25 +184,3 @@ WHERE a.id IS NULL OR r.newest > a.created_at
 ORDER BY r.minute
 LIMIT :limit
 """
-
-
-def _unmark(client, key: str, done: dict[bytes, float]) -> None:
-    """Remove marks that were not renewed meanwhile (compare-and-delete under WATCH)."""
-    if not done:
-        return
-    members = list(done)
-    for _attempt in range(10):
-        with client.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                scores = pipe.zmscore(key, members)
-                stale = [m for m, s in zip(members, scores, strict=True)
-                         if s is not None and s == done[m]]
-                pipe.multi()
-                if stale:
-                    pipe.zrem(key, *stale)
-                pipe.execute()
-                return
-            except redis.WatchError:
-                continue
-    log.warning("aggregation marks kept after contention; they are recomputed next run")

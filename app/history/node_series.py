@@ -18,17 +18,18 @@ def _mean(values: list) -> float | None:
 
 
 def derived_minutes(intervals: dict[str, int], minutes: dict[str, list[dict]],
-                    start_ms: int, end_ms: int) -> dict[int, dict]:
-    """Node minutes in [start_ms, end_ms] from each probe's minute points (oldest first).
+                    start_ms: int, end_ms: int, step_ms: int = MINUTE_MS) -> dict[int, dict]:
+    """Node points every `step_ms` in [start_ms, end_ms] from each probe's points of that
+    step (minutes, or hours from the rollups), oldest first.
 
-    intervals: probe id -> interval_seconds; minutes: probe id -> that probe's minutes.
+    intervals: probe id -> interval_seconds; minutes: probe id -> that probe's points.
     """
-    first = start_ms - start_ms % MINUTE_MS
+    first = start_ms - start_ms % step_ms
     if first < start_ms:
-        first += MINUTE_MS
+        first += step_ms
     cursors = {probe: 0 for probe in minutes}
     result: dict[int, dict] = {}
-    for minute in range(first, end_ms + 1, MINUTE_MS):
+    for minute in range(first, end_ms + 1, step_ms):
         counted = []
         for probe, points in minutes.items():
             i = cursors[probe]
@@ -37,7 +38,7 @@ def derived_minutes(intervals: dict[str, int], minutes: dict[str, list[dict]],
             cursors[probe] = i
             if not points or points[i]["ts_ms"] > minute:
                 continue
-            if minute - points[i]["ts_ms"] < intervals.get(probe, 60) * 1000:
+            if minute - points[i]["ts_ms"] < max(intervals.get(probe, 60) * 1000, step_ms):
                 counted.append(points[i])
         if not counted:
             continue  # no probe measured within its interval: a gap, not a zero

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from app.history.live_cache import Point
+from app.timeutil import to_ms
 
 LATENCY_FIELDS = ("latency_ms", "latency_min_ms", "latency_median_ms", "latency_p95_ms",
                   "latency_max_ms")
@@ -57,6 +58,19 @@ def from_minute_row(ts_ms: int, row) -> dict:
     point["sample_count"] = row.sample_count
     point[LATENCY_RUNS] = row.sample_count if row.latency_ms is not None else 0
     return point
+
+
+def from_rollup_row(row) -> dict:
+    """An hourly rollup row as an aggregated point."""
+    return {"ts_ms": to_ms(row.hour), "latency_ms": _num(row.latency_ms),
+            "packet_loss_rate": _num(row.packet_loss_rate), "jitter_ms": _num(row.jitter_ms),
+            "latency_min_ms": _num(row.latency_min_ms),
+            "latency_median_ms": _num(row.latency_median_ms),
+            "latency_p95_ms": _num(row.latency_p95_ms),
+            "latency_max_ms": _num(row.latency_max_ms), "sent": None, "received": None,
+            "jitter_max_ms": _num(row.jitter_max_ms),
+            "packet_loss_max": _num(row.packet_loss_max), "sample_count": row.sample_count,
+            LATENCY_RUNS: row.latency_sample_count}
 
 
 def _mean(values: list) -> float | None:

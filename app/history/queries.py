@@ -29,9 +29,10 @@ from app.history.points import (
     from_live,
     from_minute_row,
     from_raw_row,
+    from_rollup_row,
     rollup,
 )
-from app.models import Metric, Probe
+from app.models import Metric, MetricRollup, Probe
 from app.timeutil import from_ms, to_ms
 
 RAW_MAX = timedelta(hours=1)
@@ -113,20 +114,38 @@ def _reported_summaries(node_id, start: datetime, end: datetime, now: datetime) 
 
 def node_series(node_id, start: datetime, end: datetime, now: datetime,
                 resolution: str) -> list[dict]:
-    """The node's own series: reported summaries, and derived minutes where none was."""
+    """The node's own series: reported summaries, and derived points where none was."""
     probes = _node_probes(node_id)
-    reach = timedelta(seconds=max((p.interval_seconds for p in probes), default=60))
+    intervals = {str(p.id): p.interval_seconds for p in probes}
+    if resolution == "1h":
+        return _node_hours(node_id, probes, intervals, start, end, now)
+    reach = timedelta(seconds=max(intervals.values(), default=60))
     minutes = minute_points(node_id, [p.id for p in probes], start - reach, end, now)
-    derived = derived_minutes({str(p.id): p.interval_seconds for p in probes}, minutes,
-                              to_ms(start), to_ms(end))
+    derived = derived_minutes(intervals, minutes, to_ms(start), to_ms(end))
     reported = _reported_summaries(node_id, start, end, now)
     fill = [p for ts, p in derived.items() if not _reported_around(ts, reported)]
     if resolution == "raw":
         fill = [{k: p.get(k) for k in ("ts_ms", *RAW_FIELDS)} for p in fill]
         return sorted([*reported, *fill], key=lambda p: p["ts_ms"])
     per_minute = {**fold(reported), **{p["ts_ms"]: p for p in fill}}
-    ordered = [per_minute[ts] for ts in sorted(per_minute)]
-    return ordered if resolution == "1m" else _hours(ordered)
+    return [per_minute[ts] for ts in sorted(per_minute)]
+
+
+def _node_hours(node_id, probes: list[Probe], intervals: dict[str, int], start: datetime,
+                end: datetime, now: datetime) -> list[dict]:
+    """Hours of the node: before the live hour the mean over its probes' hours (rollups);
+    the hours the live hour touches from its minute series (reported summaries)."""
+    live_from = from_ms(to_ms(now - RAW_MAX) - to_ms(now - RAW_MAX) % HOUR_MS)
+    hours: dict[int, dict] = {}
+    if start < live_from:
+        by_probe = hour_points(node_id, [p.id for p in probes], start,
+                               min(end, live_from - timedelta(milliseconds=1)), now)
+        hours.update(derived_minutes(intervals, by_probe, to_ms(start),
+                                     to_ms(min(end, live_from)) - 1, step_ms=HOUR_MS))
+    if end >= live_from:
+        minutes = node_series(node_id, max(start, live_from), end, now, "1m")
+        hours.update(rollup(minutes, HOUR_MS))
+    return [hours[ts] for ts in sorted(hours)]
 
 
 def _reported_around(minute_ms: int, reported: list[dict]) -> bool:
@@ -141,17 +160,33 @@ def _reported_around(minute_ms: int, reported: list[dict]) -> bool:
     return first - REPORT_MARGIN_MS < minute_ms < last + REPORT_MARGIN_MS
 
 
-def _hours(minutes: list[dict]) -> list[dict]:
-    hours = rollup(minutes, HOUR_MS)
-    return [hours[ts] for ts in sorted(hours)]
+def hour_points(node_id, probe_ids: list, start: datetime, end: datetime,
+                now: datetime) -> dict[str, list[dict]]:
+    """Each probe's hours in [start, end]: the hourly rollups, and the hours not rolled up
+    yet (the open hour, or a late minute's) computed from the minutes."""
+    first_hour = from_ms(to_ms(start) - to_ms(start) % HOUR_MS)
+    hours: dict[str, dict[int, dict]] = {str(p): {} for p in probe_ids}
+    for row in db.session.scalars(select(MetricRollup).where(
+            MetricRollup.node_id == node_id, MetricRollup.probe_id.in_(probe_ids),
+            MetricRollup.hour >= first_hour, MetricRollup.hour <= end)
+            .order_by(MetricRollup.hour).limit(MAX_POINTS)):
+        hours[str(row.probe_id)][to_ms(row.hour)] = from_rollup_row(row)
+    newest = max((max(h, default=0) for h in hours.values()), default=0)
+    rest_from = max(first_hour, from_ms(newest + HOUR_MS)) if newest else first_hour
+    if rest_from <= end:
+        for series, minutes in minute_points(node_id, probe_ids, rest_from, end, now).items():
+            for ts, point in rollup(minutes, HOUR_MS).items():
+                hours[series].setdefault(ts, point)
+    return {series: [points[ts] for ts in sorted(points)] for series, points in hours.items()}
 
 
 def probe_series(node_id, probe_id, start: datetime, end: datetime, now: datetime,
                  resolution: str) -> list[dict]:
     if resolution == "raw":
         return raw_points(node_id, [probe_id], start, end, now)[str(probe_id)]
-    minutes = minute_points(node_id, [probe_id], start, end, now)[str(probe_id)]
-    return minutes if resolution == "1m" else _hours(minutes)
+    if resolution == "1h":
+        return hour_points(node_id, [probe_id], start, end, now)[str(probe_id)]
+    return minute_points(node_id, [probe_id], start, end, now)[str(probe_id)]
 
 
 def node_metrics(node_id: uuid.UUID, probe: Probe | None, start: datetime, end: datetime,

@@ -1,5 +1,10 @@
-"""Retention: raw rows older than PULSE_RAW_RETENTION_DAYS, aggregates older than
-PULSE_AGG_RETENTION_DAYS. Deleted in bounded batches so no transaction grows large."""
+"""Retention (SPEC §12): raw rows PULSE_RAW_RETENTION_DAYS, minute aggregates
+PULSE_AGG_RETENTION_DAYS, hourly rollups PULSE_HOURLY_RETENTION_DAYS.
+
+On PostgreSQL whole partitions past retention are dropped (app.history.partitions) and only
+the defaults' expired rows are deleted; on SQLite rows are deleted in bounded batches so no
+transaction grows large. Rollups are one table, deleted by hour in batches.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,18 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from app.extensions import db
-from app.models import Metric
+from app.history import partitions
+from app.models import Metric, MetricRollup
 
 BATCH = 5000
 MAX_BATCHES = 200
 
 
-def _prune(is_aggregated: bool, older_than: datetime) -> int:
+def _delete_in_batches(model, *conditions) -> int:
     removed = 0
     for _ in range(MAX_BATCHES):
-        ids = select(Metric.id).where(
-            Metric.is_aggregated.is_(is_aggregated), Metric.timestamp < older_than
-        ).limit(BATCH)
-        result = db.session.execute(delete(Metric).where(Metric.id.in_(ids)))
+        ids = select(model.id).where(*conditions).limit(BATCH)
+        result = db.session.execute(delete(model).where(model.id.in_(ids)))
         db.session.commit()
         removed += result.rowcount
         if result.rowcount < BATCH:
@@ -29,11 +33,31 @@ def _prune(is_aggregated: bool, older_than: datetime) -> int:
     return removed
 
 
+def _retention_days() -> tuple[int, int, int]:
+    config = current_app.config
+    return (config["PULSE_RAW_RETENTION_DAYS"], config["PULSE_AGG_RETENTION_DAYS"],
+            config["PULSE_HOURLY_RETENTION_DAYS"])
+
+
 def prune(now: datetime | None = None) -> dict[str, int]:
+    """Drop or delete everything past retention."""
     now = now or datetime.now(UTC)
-    raw_days = current_app.config["PULSE_RAW_RETENTION_DAYS"]
-    agg_days = current_app.config["PULSE_AGG_RETENTION_DAYS"]
-    return {
-        "raw": _prune(False, now - timedelta(days=raw_days)),
-        "aggregated": _prune(True, now - timedelta(days=agg_days)),
-    }
+    raw_days, agg_days, hourly_days = _retention_days()
+    if partitions.is_partitioned():
+        result = partitions.drop_expired(now, raw_days, agg_days)
+    else:
+        result = {
+            "raw": _delete_in_batches(Metric, Metric.is_aggregated.is_(False),
+                                      Metric.timestamp < now - timedelta(days=raw_days)),
+            "aggregated": _delete_in_batches(Metric, Metric.is_aggregated.is_(True),
+                                             Metric.timestamp < now - timedelta(days=agg_days)),
+        }
+    result["rollups"] = _delete_in_batches(MetricRollup,
+                                           MetricRollup.hour < now - timedelta(days=hourly_days))
+    return result
+
+
+def maintain_partitions(now: datetime | None = None) -> dict[str, int]:
+    """Create the partitions ahead (and those retention still keeps); see partitions."""
+    raw_days, agg_days, _ = _retention_days()
+    return partitions.maintain(now, raw_days, agg_days)

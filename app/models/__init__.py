@@ -9,13 +9,13 @@ from app.models.alert import (
     Silence,
 )
 from app.models.drift import DriftExpected, DriftInstance
-from app.models.metric import Metric
+from app.models.metric import Metric, MetricRollup
 from app.models.node import EnrollmentToken, Node
 from app.models.probe import Probe
 from app.models.user import ApiToken, User
 
 __all__ = [
     "Alert", "AlertEvent", "AlertRule", "NotificationChannel", "NotificationOutbox", "Silence",
-    "ApiToken", "DriftExpected", "DriftInstance", "EnrollmentToken", "Metric", "Node", "Probe",
-    "User",
+    "ApiToken", "DriftExpected", "DriftInstance", "EnrollmentToken", "Metric", "MetricRollup",
+    "Node", "Probe", "User",
 ]

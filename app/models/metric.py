@@ -1,4 +1,7 @@
-"""Time-series points: raw probe runs and their minute aggregates."""
+"""Time-series points: raw probe runs, their minute aggregates and hourly rollups.
+
+On PostgreSQL `metrics` is partitioned (app.history.partitions; the migration builds it);
+the model declares the columns, keys and indexes every partition shares."""
 
 from __future__ import annotations
 
@@ -61,4 +64,37 @@ class Metric(db.Model):
     jitter_max_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
     packet_loss_max: Mapped[Decimal | None] = mapped_column(Numeric(7, 4), nullable=True)
     sample_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+
+
+class MetricRollup(db.Model):
+    """One probe's hour (SPEC §12), computed from its raw runs once the hour's minutes are
+    final, recomputed when a late minute changes; kept PULSE_HOURLY_RETENTION_DAYS."""
+
+    __tablename__ = "metric_rollups_hourly"
+    __table_args__ = (
+        UniqueConstraint("probe_id", "hour", name="uq_rollups_probe_hour"),
+        Index("idx_rollups_node_hour", "node_id", "hour"),
+        Index("idx_rollups_hour", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    node_id: Mapped[uuid.UUID] = mapped_column(
+        UuidType, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False)
+    probe_id: Mapped[uuid.UUID] = mapped_column(
+        UuidType, ForeignKey("probes.id", ondelete="CASCADE"), nullable=False)
+    hour: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    # Means over the runs that received something; loss over every run.
+    latency_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    latency_min_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    latency_max_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    latency_median_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    latency_p95_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    packet_loss_rate: Mapped[Decimal | None] = mapped_column(Numeric(7, 4), nullable=True)
+    packet_loss_max: Mapped[Decimal | None] = mapped_column(Numeric(7, 4), nullable=True)
+    jitter_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    jitter_max_ms: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
+    sample_count: Mapped[int] = mapped_column(Integer, nullable=False)  # runs
+    latency_sample_count: Mapped[int] = mapped_column(Integer, nullable=False)  # that received
+    runs_available: Mapped[int] = mapped_column(Integer, nullable=False)  # loss < 100
     created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)

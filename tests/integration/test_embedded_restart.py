@@ -42,9 +42,9 @@ def test_sigterm_mid_stream_loses_nothing_and_aggregates_every_minute(tmp_path):
         ctx = bootstrap(base, env, "admin@restart.test")
         node_id, probe_id = ctx["node"]["id"], ctx["probe"]["id"]
         accepted: list[str] = []
-        # Points spread over the last four minutes, so the stop leaves several minutes to
+        # Points 3 s apart from five minutes back, so the stop leaves several minutes to
         # aggregate, the newest one still open.
-        first = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
+        first = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
         stop_posting = threading.Event()
 
         def post() -> None:
@@ -53,7 +53,7 @@ def test_sigterm_mid_stream_loses_nothing_and_aggregates_every_minute(tmp_path):
             for i in range(2000):
                 if stop_posting.is_set() or time.monotonic() > deadline:
                     return
-                ts = iso(first + timedelta(milliseconds=150 * i))
+                ts = iso(first + timedelta(seconds=3 * i))
                 body = {"node_id": node_id, "timestamp": ts, "latency_ms": 5.0,
                         "packet_loss_rate": 0.0, "jitter_ms": 0.5,
                         "results": [{"probe_id": probe_id, "latency_ms": 5.0 + i % 7,
