@@ -13,10 +13,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from sqlalchemy import func, select
 
 from app.alerts import baseline, conditions, dispatch, readings, subjects, transitions
+from app.alerts.rules import current
 from app.alerts.silences import active_silences, silenced
 from app.extensions import db, get_redis
 from app.models import Alert, AlertRule, NotificationChannel
@@ -24,6 +26,7 @@ from app.models.alert import PROBE_METRICS
 from app.telemetry.alert_stats import record_evaluation
 
 log = logging.getLogger(__name__)
+Rule = SimpleNamespace  # an enabled AlertRule's fields, copied (see evaluate)
 
 
 @dataclass
@@ -49,9 +52,14 @@ def evaluate(now: datetime | None = None) -> Report:
     """Judge every enabled rule now (or at `now`: tests post back-dated points)."""
     started = time.perf_counter()
     now = now or datetime.now(UTC)
-    rules = list(db.session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True))))
+    # Plain copies: every transition commits, which would expire session objects and
+    # reload them attribute by attribute.
+    rules = [SimpleNamespace(id=r.id, **current(r)) for r in db.session.scalars(
+        select(AlertRule).where(AlertRule.enabled.is_(True)))]
+    silences = [SimpleNamespace(rule_id=s.rule_id, node_id=s.node_id, probe_id=s.probe_id)
+                for s in active_silences(now)]
     run = _Run(now=now, channels=set(db.session.scalars(select(NotificationChannel.id))),
-               silences=active_silences(now), open=transitions.load_open(),
+               silences=silences, open=transitions.load_open(),
                report=Report(rules=len(rules)))
     probe_rules = [r for r in rules if r.metric in PROBE_METRICS]
     if probe_rules:
@@ -70,7 +78,7 @@ def evaluate(now: datetime | None = None) -> Report:
     return run.report
 
 
-def _probe_rules(run: _Run, rules: list[AlertRule]) -> None:
+def _probe_rules(run: _Run, rules: list[Rule]) -> None:
     every = subjects.probe_subjects()
     scoped = {str(r.id): [s for s in every if subjects.in_scope(r, s)] for r in rules}
     needed = {s.probe_id: s for group in scoped.values() for s in group}
@@ -104,7 +112,7 @@ def _probe_rules(run: _Run, rules: list[AlertRule]) -> None:
             _apply(run, rule, subject, alert, new, latest, rule.threshold * scale)
 
 
-def _node_rules(run: _Run, rules: list[AlertRule]) -> None:
+def _node_rules(run: _Run, rules: list[Rule]) -> None:
     nodes = subjects.node_subjects()
     for rule in rules:
         for subject in (s for s in nodes if subjects.in_scope(rule, s)):
@@ -124,7 +132,7 @@ def _whole_minutes(since: datetime | None, now: datetime) -> int | None:
     return int(now.timestamp() // 60 - since.timestamp() // 60)
 
 
-def _drift_rules(run: _Run, rules: list[AlertRule]) -> None:
+def _drift_rules(run: _Run, rules: list[Rule]) -> None:
     instances = subjects.drift_subjects(run.now)
     for rule in rules:
         for subject in instances:
@@ -142,7 +150,7 @@ def _drift_rules(run: _Run, rules: list[AlertRule]) -> None:
                    clear_since=clear_since)
 
 
-def _channels(run: _Run, rule: AlertRule) -> list[uuid.UUID]:
+def _channels(run: _Run, rule: Rule) -> list[uuid.UUID]:
     ids = []
     for value in rule.channel_ids or []:
         channel_id = uuid.UUID(str(value))
@@ -151,7 +159,7 @@ def _channels(run: _Run, rule: AlertRule) -> list[uuid.UUID]:
     return ids
 
 
-def _apply(run: _Run, rule: AlertRule, subject, alert, new: str | None, value,
+def _apply(run: _Run, rule: Rule, subject, alert, new: str | None, value,
            threshold, clear_since: datetime | None = None) -> None:
     run.seen.add((str(rule.id), subject.key))
     described = subject.describe()
@@ -170,7 +178,7 @@ def _apply(run: _Run, rule: AlertRule, subject, alert, new: str | None, value,
         run.report.outbox += transitions.change(alert, new, value, run.now, channels, quiet)
 
 
-def _keep(run: _Run, rule: AlertRule, alert, value, channels, quiet: bool,
+def _keep(run: _Run, rule: Rule, alert, value, channels, quiet: bool,
           clear_since: datetime | None) -> None:
     """An alert staying in its state: re-notify when due, keep its value current."""
     if alert.state == "firing" and not quiet:
@@ -188,7 +196,7 @@ def _keep(run: _Run, rule: AlertRule, alert, value, channels, quiet: bool,
     transitions.note(alert, value, clear_since)
 
 
-def _close_orphans(run: _Run, rules: dict[str, AlertRule]) -> None:
+def _close_orphans(run: _Run, rules: dict[str, Rule]) -> None:
     """Open alerts nobody evaluated: their rule was disabled, their subject left its
     scope or is gone (a disabled probe, a forgotten SDK instance). Firing ones resolve,
     pending ones close."""

@@ -156,3 +156,52 @@ def test_a_silence_records_the_event_and_nothing_is_sent(pg_app, ctx, receiver,
     assert [e["silenced"] for e in listed if e["to_state"] != "pending"] == [True, True]
     time.sleep(3)  # a worker is running: had anything been queued, it would be sent
     assert outbox_rows(pg_app) == [] and receiver.hits() == []
+
+
+def _seed_rollups(app, node_id: str, probe_id: str, latency_ms: float, hours: int) -> None:
+    """`hours` hourly rollups before the current hour, as issue 13's rollup job writes."""
+    from app.extensions import db
+    from app.models import MetricRollup
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with app.app_context():
+        for h in range(1, hours + 1):
+            db.session.add(MetricRollup(
+                node_id=node_id, probe_id=probe_id, hour=now - h * 60 * MINUTE,
+                latency_ms=latency_ms + (h % 3) * 0.1, latency_min_ms=latency_ms,
+                latency_max_ms=latency_ms * 2, latency_median_ms=latency_ms,
+                latency_p95_ms=latency_ms * 1.5, packet_loss_rate=0, packet_loss_max=0,
+                jitter_ms=0.1, jitter_max_ms=0.2, sample_count=60, latency_sample_count=60,
+                runs_available=60))
+        db.session.commit()
+        db.session.remove()
+
+
+def test_a_baseline_rule_fires_on_2_to_5_ms_and_not_on_200_to_210_ms(pg_app, ctx,
+                                                                     monkeypatch):
+    pg_app.config["CELERY_BROKER_URL"] = None
+    client, headers = ctx["client"], ctx["operator_headers"]
+    short, long_, young = ctx["probe_ids"]
+    _seed_rollups(pg_app, ctx["node_id"], short, 2.0, 7 * 24)
+    _seed_rollups(pg_app, ctx["node_id"], long_, 200.0, 7 * 24)
+    _seed_rollups(pg_app, ctx["node_id"], young, 2.0, 20)  # < 24 h: not evaluated
+    create_rule(client, headers, name="latency doubled", metric="latency_ms", mode="baseline",
+                threshold=2, for_minutes=2)
+    from app.alerts import baseline
+
+    queries = []
+    real_query = baseline.query_medians
+    monkeypatch.setattr(baseline, "query_medians",
+                        lambda *a: queries.append(a) or real_query(*a))
+    start = minute_start(6)
+    for i in range(3):
+        post_run(client, ctx["node_id"], ctx["node_headers"], start + i * MINUTE, {
+            short: {"latency": 5.0}, long_: {"latency": 210.0}, young: {"latency": 900.0}})
+    evaluate_each_minute(pg_app, start, 3)
+    assert events(pg_app) == [(f"probe:{short}", "ok", "pending"),
+                              (f"probe:{short}", "pending", "firing")]
+    assert len(queries) == 1  # the medians are computed at most hourly, then cached
+    with pg_app.app_context():
+        medians = baseline.query_medians("latency_ms", datetime.now(UTC))
+    assert medians[short] == pytest.approx(2.1) and medians[long_] == pytest.approx(200.1)
+    assert young not in medians
