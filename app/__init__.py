@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from typing import Any
 
 from flask import Flask
-from flask.sessions import SessionInterface
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -27,9 +27,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
             app.instance_path, "pulse.db")
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
     app.json.sort_keys = False
-    # Pulse is a bearer-token API: no cookie session to open and sign on every request.
-    app.session_interface = _NoSessions()
     logging.getLogger("app").setLevel(logging.INFO)
 
     # `app.api` is a subpackage, so the smorest Api is reached through `ext` here.
@@ -55,18 +55,32 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     init_rate_limit(app)
     install_heartbeat_fast_path(app)
 
+    # Pages and their cookie sessions; /api/ stays bearer-only and never opens a session.
+    from app.dashboard import init_dashboard
+
+    init_dashboard(app)
     from app.cli import register_cli
 
     register_cli(app)
     return app
 
 
-class _NoSessions(SessionInterface):
-    def open_session(self, app: Flask, request):
-        return self.make_null_session(app)
-
-    def save_session(self, app: Flask, session, response) -> None:
-        return None
+def instance_secret_key(instance_path: str) -> str:
+    """Development's SECRET_KEY: read from instance/secret_key, created (0600) on first use."""
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        with open(path) as handle:
+            key = handle.read().strip()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    os.makedirs(instance_path, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key
 
 
 @event.listens_for(Engine, "connect")

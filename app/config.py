@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 
 
@@ -49,7 +48,9 @@ class Config:
         secret = env.get("SECRET_KEY", "")
         if self.PULSE_ENV == "production" and len(secret) < 32:
             raise ConfigError("PULSE_ENV=production needs SECRET_KEY of at least 32 characters")
-        self.SECRET_KEY = secret or secrets.token_urlsafe(48)
+        # None: development's key, generated once and kept in instance/secret_key (0600) so
+        # sessions and encrypted channel URLs survive a restart (resolved in create_app).
+        self.SECRET_KEY = secret or None
 
         database_url = env.get("DATABASE_URL", "")
         # None means "sqlite file in the instance folder", resolved in create_app.
@@ -85,6 +86,19 @@ class Config:
         self.PULSE_NOTIFY_BACKOFF_SECONDS = _int(env, "PULSE_NOTIFY_BACKOFF_SECONDS", 10, 1)
         self.PULSE_NOTIFY_MAX_ATTEMPTS = _int(env, "PULSE_NOTIFY_MAX_ATTEMPTS", 8, 1)
         self.PULSE_NOTIFY_CLAIM_SECONDS = _int(env, "PULSE_NOTIFY_CLAIM_SECONDS", 120, 10)
+        # Failed logins per account and per client address, API and dashboard alike.
+        self.PULSE_LOGIN_RATE_LIMIT = env.get("PULSE_LOGIN_RATE_LIMIT", "10/minute")
+        # The `make run` demo node and Beacon (embedded mode only; never with REDIS_URL).
+        self.PULSE_DEMO = env.get("PULSE_DEMO", "1") != "0"
+        # Where the demo keeps its beacon.yaml, spool and ports (default: instance/demo).
+        self.PULSE_DEMO_DIR = env.get("PULSE_DEMO_DIR") or None
+        # Dashboard sessions (signed cookies; /api/ never reads them). A session lives this
+        # long after the last request, so a wall screen refreshing every 15 s stays in.
+        self.SESSION_COOKIE_NAME = "pulse_session"
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = self.PULSE_ENV == "production"
+        self.PERMANENT_SESSION_LIFETIME = 3600 * _int(env, "PULSE_SESSION_HOURS", 12, 1)
 
         self.API_TITLE = "Pulse API"
         self.API_VERSION = "v1"

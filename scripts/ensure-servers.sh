@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the server binaries the test suite starts (redis-server, PostgreSQL) when they
 # are missing and we are root, and systemd-analyze (package systemd), which the tests of
-# deploy/systemd run. Without root it only reports what is missing.
+# deploy/systemd run, and chromium for the dashboard's browser tests. Without root it only reports what is missing.
 set -euo pipefail
 
 need=()
@@ -10,6 +10,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need+=(postgresql)
 fi
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The dashboard's browser tests drive Debian's Chromium headless (Playwright, no download).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

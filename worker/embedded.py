@@ -210,17 +210,44 @@ def serve(app: Flask, host: str, port: int) -> None:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     scheduler.start()
+    demo = _start_demo(app, host, server.server_port)
     click.echo(f"Pulse (embedded mode) on http://{host}:{server.server_port} "
                "— Ctrl-C stops it after flushing")
+    click.echo(f"Dashboard: open http://{_loopback(host)}:{server.server_port}/ and sign in")
     try:
         server.serve_forever()
     finally:
+        if demo is not None:
+            demo.stop()
         in_flight.wait_idle(IN_FLIGHT_WAIT_SECONDS)
         server.server_close()
         scheduler.stop()
         drain(app)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _loopback(host: str) -> str:
+    """Where a local client reaches a server bound to `host`."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def _start_demo(app: Flask, host: str, port: int):
+    """The demo node and Beacon (worker.demo), unless PULSE_DEMO=0; None when off."""
+    if not app.config.get("PULSE_DEMO"):
+        return None
+    from worker.demo import NODE_NAME, Demo
+
+    address = _loopback(host)
+    demo = Demo(app, f"http://{'[' + address + ']' if ':' in address else address}:{port}")
+    try:
+        demo.start()
+    except Exception:  # the demo must never keep Pulse from serving
+        log.exception("demo: could not start; Pulse serves without it")
+        demo.stop()
+        return None
+    click.echo(f"Demo: node {NODE_NAME} reports every 10 s (PULSE_DEMO=0 turns it off)")
+    return demo
 
 
 @click.command("serve")

@@ -7,11 +7,11 @@ runs that received something, loss over every run (as `aggregation` computes in 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 
 from app.history.live_cache import Point
-from app.timeutil import to_ms
 
 LATENCY_FIELDS = ("latency_ms", "latency_min_ms", "latency_median_ms", "latency_p95_ms",
                   "latency_max_ms")
@@ -22,6 +22,7 @@ AGG_FIELDS = (*RAW_FIELDS[:-1], "jitter_max_ms", "packet_loss_max", "sample_coun
 ROUNDED = frozenset({*LATENCY_FIELDS, "packet_loss_rate", "jitter_ms", "jitter_max_ms",
                      "packet_loss_max"})
 MINUTE_MS = 60_000
+
 # Internal: how many runs a bucket's latency means stand for (weights when rolling up).
 LATENCY_RUNS = "_latency_runs"
 
@@ -37,40 +38,6 @@ def from_live(point: Point) -> dict:
             "latency_median_ms": point.latency_median_ms,
             "latency_p95_ms": point.latency_p95_ms, "latency_max_ms": point.latency_max_ms,
             "sent": point.sent, "received": point.received, "error": point.error}
-
-
-def from_raw_row(ts_ms: int, row) -> dict:
-    """A raw `metrics` row (or a mapping with its columns) as a point."""
-    point = {"ts_ms": ts_ms}
-    for name in RAW_FIELDS[:-3]:
-        point[name] = _num(getattr(row, name))
-    point["sent"], point["received"] = row.sent, row.received
-    point["error"] = row.error_code
-    return point
-
-
-def from_minute_row(ts_ms: int, row) -> dict:
-    """An aggregated `metrics` row as a point."""
-    point = from_raw_row(ts_ms, row)
-    del point["error"]
-    point["jitter_max_ms"] = _num(row.jitter_max_ms)
-    point["packet_loss_max"] = _num(row.packet_loss_max)
-    point["sample_count"] = row.sample_count
-    point[LATENCY_RUNS] = row.sample_count if row.latency_ms is not None else 0
-    return point
-
-
-def from_rollup_row(row) -> dict:
-    """An hourly rollup row as an aggregated point."""
-    return {"ts_ms": to_ms(row.hour), "latency_ms": _num(row.latency_ms),
-            "packet_loss_rate": _num(row.packet_loss_rate), "jitter_ms": _num(row.jitter_ms),
-            "latency_min_ms": _num(row.latency_min_ms),
-            "latency_median_ms": _num(row.latency_median_ms),
-            "latency_p95_ms": _num(row.latency_p95_ms),
-            "latency_max_ms": _num(row.latency_max_ms), "sent": None, "received": None,
-            "jitter_max_ms": _num(row.jitter_max_ms),
-            "packet_loss_max": _num(row.packet_loss_max), "sample_count": row.sample_count,
-            LATENCY_RUNS: row.latency_sample_count}
 
 
 def _mean(values: list) -> float | None:
@@ -148,6 +115,12 @@ def rollup(points: Iterable[dict], bucket_ms: int) -> dict[int, dict]:
     return result
 
 
+def round_cents(value: float) -> float:
+    """Half up to the cent, as PostgreSQL's numeric columns round (12.125 -> 12.13); the
+    epsilon keeps a decimal tie that binary floats hold a hair under (1.005) a tie."""
+    return math.floor(float(value) * 100 + 0.5 + 1e-7) / 100
+
+
 def answered(point: dict) -> dict:
     """The point as answered: values rounded to 2 decimals, internal keys dropped."""
     shown = {}
@@ -155,6 +128,6 @@ def answered(point: dict) -> dict:
         if name.startswith("_"):
             continue
         if name in ROUNDED and value is not None:
-            value = round(float(value), 2)
+            value = round_cents(value)
         shown[name] = value
     return shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -98,6 +99,29 @@ def _principal_from_access_token(token: str) -> Principal | None:
 def _user_principal(user_id: uuid.UUID) -> Principal | None:
     user = db.session.get(User, user_id)
     return Principal("user", user.id, user.role) if user else None
+
+
+def password_stamp(user: User) -> str:
+    """A short digest of the user's password hash: a dashboard session carries it, so a
+    password change ends every session opened with the old password."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def session_principal(user_id: str, stamp: str) -> Principal | None:
+    """The principal of a dashboard session (user id and password stamp), or None when
+    the user is gone or changed password. Through the same 5 s cache as access tokens."""
+    try:
+        uid = uuid.UUID(str(user_id))
+    except ValueError:
+        return None
+
+    def resolve() -> Principal | None:
+        user = db.session.get(User, uid)
+        if user is None or password_stamp(user) != stamp:
+            return None
+        return Principal("user", user.id, user.role)
+
+    return _cached(f"session:{uid}:{stamp}", resolve)
 
 
 def create_api_token(name: str, role: str, created_by: uuid.UUID | None) -> tuple[ApiToken, str]:

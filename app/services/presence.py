@@ -122,3 +122,24 @@ def node_views(nodes: Sequence[Node]) -> list[dict]:
     for view in views:
         view["uptime_24h"] = uptimes[str(view["id"])]
     return views
+
+
+def uptime_window(now: datetime | None = None) -> list[tuple[str, int, int]]:
+    """The (day, first bit, end bit) spans uptime_24h reads, for callers that fetch the
+    day bitmaps in their own round trip (the dashboard overview)."""
+    return _window_spans((now or datetime.now(UTC)).replace(second=0, microsecond=0))
+
+
+def uptime_from_bitmaps(bitmaps: Sequence[bytes | None], spans: list[tuple[str, int, int]],
+                        now: datetime, first_seen: datetime | None) -> float | None:
+    """uptime_24h (as it counts it) from the bitmaps of `spans`, one each, in order; None
+    for a node never seen (`first_seen` None)."""
+    if first_seen is None:
+        return None
+    now = now.replace(second=0, microsecond=0)
+    first_seen = first_seen if first_seen.tzinfo else first_seen.replace(tzinfo=UTC)
+    count = sum(_count_bits(bitmap or b"", first, end)
+                for bitmap, (_day, first, end) in zip(bitmaps, spans, strict=True))
+    lived = int((now - first_seen.replace(second=0, microsecond=0)).total_seconds() // 60) + 1
+    minutes = max(1, min(MINUTES_PER_DAY, lived))
+    return round(min(100.0, 100.0 * count / minutes), 2)

@@ -111,6 +111,7 @@ MATRIX = [
     ("GET", "/api/v1/nodes/{node}/metrics", None, "viewer", 200),
     ("GET", "/api/v1/nodes/{node}/live", None, "viewer", 200),
     ("GET", "/api/v1/overview", None, "viewer", 200),
+    ("GET", "/api/v1/reports/sla", None, "viewer", 200),
     ("POST", "/api/v1/enrollment-tokens", lambda o: {"uses": 2}, "operator", 201),
     ("GET", "/api/v1/probes", None, "operator", 200),
     ("POST", "/api/v1/probes", lambda o: jsonable(o.probe_body()), "operator", 201),

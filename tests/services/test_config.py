@@ -31,3 +31,19 @@ def test_defaults_and_switches():
     assert config.PULSE_HEARTBEAT_FAST_PATH is True
     assert Config({"PULSE_HEARTBEAT_FAST_PATH": "0"}).PULSE_HEARTBEAT_FAST_PATH is False
     assert Config({"PULSE_FLUSH_WRITERS": str(MAX_FLUSH_WRITERS)}).PULSE_FLUSH_WRITERS == 8
+
+
+def test_development_secret_key_is_kept_in_the_instance_folder(tmp_path):
+    """SPEC §3: generated once, mode 0600, so sessions and encrypted URLs survive a restart."""
+    import os
+    import stat
+
+    from app import instance_secret_key
+
+    first = instance_secret_key(str(tmp_path / "instance"))
+    path = tmp_path / "instance" / "secret_key"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert len(first) >= 32
+    assert instance_secret_key(str(tmp_path / "instance")) == first
+    path.write_text("short\n")  # a damaged file is replaced, never used as a weak key
+    assert instance_secret_key(str(tmp_path / "instance")) not in ("short", first)

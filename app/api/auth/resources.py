@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import g
+from flask import g, request
 from flask.views import MethodView
 from sqlalchemy import select
 
@@ -23,6 +23,7 @@ from app.errors import ApiError
 from app.extensions import db
 from app.models import ApiToken, User
 from app.services import auth as auth_service
+from app.services import login as login_service
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Login, users, API tokens")
 
@@ -32,9 +33,8 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Login, user
 @blp.response(200, AccessTokenSchema)
 def login(data):
     """Exchange email and password for a bearer access token"""
-    user = auth_service.check_credentials(data["email"], data["password"])
-    if user is None:
-        raise ApiError(401, "ERR_INVALID_CREDENTIALS", "Wrong email or password")
+    # The same login (and failed-login limit) as the dashboard's form.
+    user = login_service.login(data["email"], data["password"], request.remote_addr)
     token, expires_in = auth_service.issue_access_token(user)
     return {"access_token": token, "token_type": "Bearer", "expires_in": expires_in,
             "role": user.role}

@@ -1,0 +1,119 @@
+"""A node's page and its chart data (`/nodes/<id>/data`, the 15 s refresh)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flask import abort, jsonify, render_template, request
+from sqlalchemy import select
+
+from app.dashboard.blueprint import bp
+from app.dashboard.charts import columnar
+from app.dashboard.security import current_principal, signed_in
+from app.extensions import db
+from app.history import queries
+from app.history.points import answered
+from app.models import Probe
+from app.services.nodes import get_node
+from app.services.presence import node_views
+from app.services.probes import node_config_version
+
+RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
+          "7d": timedelta(days=7), "30d": timedelta(days=30)}
+MAX_CUSTOM = timedelta(days=400)
+REFRESH_SECONDS = 15
+BUCKET_SECONDS = {"1m": 60, "1h": 3600}
+
+
+def _parse_time(raw: str | None) -> datetime | None:
+    """A `datetime-local` value (taken as UTC) or ISO 8601 with an offset."""
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        abort(400, f"Not a date and time: {raw[:40]!r} (use YYYY-MM-DDTHH:MM, UTC)")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def chart_range(args, now: datetime) -> tuple[str, datetime, datetime]:
+    """(range name, start, end) from ?range=1h|6h|24h|7d|30d|custom&from=&to=."""
+    name = args.get("range", "1h")
+    if name == "custom":
+        end = _parse_time(args.get("to")) or now
+        start = _parse_time(args.get("from")) or end - RANGES["1h"]
+        if start >= end or end - start > MAX_CUSTOM:
+            abort(400, "The custom range must start before it ends and span at most 400 days.")
+        return name, start, end
+    if name not in RANGES:
+        name = "1h"
+    return name, now - RANGES[name], now
+
+
+def _probes(node_id) -> list[Probe]:
+    return db.session.scalars(select(Probe).where(Probe.node_id == node_id)
+                              .order_by(Probe.created_at, Probe.id)).all()
+
+
+def _probe_view(probe: Probe, show_targets: bool) -> dict:
+    view = {"id": str(probe.id), "label": probe.label,
+            "type": probe.type, "enabled": probe.enabled,
+            "interval_seconds": probe.interval_seconds}
+    if show_targets:
+        view.update(target=probe.target, port=probe.port)
+    return view
+
+
+@bp.route("/nodes/<node_id>")
+@signed_in("viewer")
+def node_page(node_id):
+    node = get_node(node_id)
+    view = node_views([node])[0]
+    show_targets = current_principal().has_role("operator")
+    expected = node_config_version(node.id)
+    range_name, start, end = chart_range(request.args, datetime.now(UTC))
+    return render_template(
+        "node.html", node=view, expected_version=expected,
+        drifted=view["last_seen_at"] is not None and node.config_version != expected,
+        probes=[_probe_view(p, show_targets) for p in _probes(node.id)],
+        range_name=range_name, ranges=list(RANGES), start=start, end=end,
+        custom_from=request.args.get("from", ""), custom_to=request.args.get("to", ""))
+
+
+def _points(node_id, probes: list[Probe], start: datetime, end: datetime, now: datetime,
+            resolution: str) -> list[list[dict]]:
+    """Each probe's points as GET /api/v1/nodes/<id>/metrics answers them (node_metrics);
+    the probes' runs, minutes or hours are read together (one query) instead of once per
+    probe."""
+    ids = [p.id for p in probes]
+    read = {"raw": queries.raw_points, "1m": queries.minute_points,
+            "1h": queries.hour_points}[resolution]
+    by_probe = read(node_id, ids, start, end, now)
+    return [[answered(point) for point in by_probe[str(p.id)]] for p in probes]
+
+
+@bp.route("/nodes/<node_id>/data")
+@signed_in("viewer", data=True)
+def node_data(node_id):
+    """Every probe's points over the range, as columnar arrays for uPlot. The points are
+    those of GET /api/v1/nodes/<id>/metrics?probe_id=…&resolution=auto for the same range."""
+    node = get_node(node_id)
+    now = datetime.now(UTC)
+    range_name, start, end = chart_range(request.args, now)
+    show_targets = current_principal().has_role("operator")
+    resolution = queries.pick_resolution("auto", start, end)
+    node_probes = _probes(node.id)
+    probes = []
+    for probe, points in zip(node_probes, _points(node.id, node_probes, start, end, now,
+                                                   resolution), strict=True):
+        step = max(probe.interval_seconds, BUCKET_SECONDS.get(resolution, 0))
+        probes.append({**_probe_view(probe, show_targets), "resolution": resolution,
+                       "count": len(points), "series": columnar(points, step)})
+    return jsonify({
+        "node_id": str(node.id), "range": range_name,
+        "from": start.isoformat().replace("+00:00", "Z"),
+        "to": end.isoformat().replace("+00:00", "Z"),
+        "resolution": resolution,
+        "refresh_seconds": REFRESH_SECONDS if range_name == "1h" else None,
+        "probes": probes,
+    })

@@ -1,0 +1,136 @@
+"""The SLA report (SPEC §12): per probe over a period, from the hourly rollups (runs,
+availability, loss, jitter) and the minute aggregates (latency percentiles).
+
+The period's partial hours at either end, and hours not rolled up yet (the open hour),
+count from the raw runs, so the report reaches up to now. Latency percentiles are of the
+minute means, null where the period reaches past the minute retention.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, case, func, select
+
+from app.extensions import db
+from app.models import Metric, MetricRollup, Node, Probe
+from app.timeutil import from_ms, to_ms
+
+HOUR_MS = 3_600_000
+
+
+def _totals_from_rollups(probe_ids: list, start: datetime, end: datetime) -> dict:
+    """probe -> [runs, runs available, latency runs, loss sum, jitter sum] over whole hours
+    in [start, end), and the first hour after the rolled-up ones."""
+    rows = db.session.execute(select(
+        MetricRollup.probe_id, func.sum(MetricRollup.sample_count),
+        func.sum(MetricRollup.runs_available), func.sum(MetricRollup.latency_sample_count),
+        func.sum(MetricRollup.packet_loss_rate * MetricRollup.sample_count),
+        func.sum(MetricRollup.jitter_ms * MetricRollup.latency_sample_count),
+        func.max(MetricRollup.hour),
+    ).where(MetricRollup.probe_id.in_(probe_ids), MetricRollup.hour >= start,
+            MetricRollup.hour < end).group_by(MetricRollup.probe_id))
+    return {str(r[0]): [r[1] or 0, r[2] or 0, r[3] or 0, float(r[4] or 0), float(r[5] or 0),
+                        r[6]] for r in rows}
+
+
+def _totals_from_runs(probe_ids: list, start: datetime, end: datetime) -> dict:
+    """The same totals from the raw runs (the edges of the period, hours not rolled up)."""
+    raw = Metric.__table__
+    rows = db.session.execute(select(
+        raw.c.probe_id, func.count(),
+        func.sum(case((raw.c.packet_loss_rate < 100, 1), else_=0)),
+        func.count(raw.c.latency_ms), func.sum(raw.c.packet_loss_rate),
+        func.sum(raw.c.jitter_ms),
+    ).where(raw.c.is_aggregated.is_(False), raw.c.probe_id.in_(probe_ids),
+            raw.c.timestamp >= start, raw.c.timestamp < end).group_by(raw.c.probe_id))
+    return {str(r[0]): [r[1] or 0, r[2] or 0, r[3] or 0, float(r[4] or 0), float(r[5] or 0)]
+            for r in rows}
+
+
+def _percentiles(values: list[float], quantiles=(0.5, 0.95, 0.99)) -> list[float | None]:
+    """Linear-interpolated percentiles (PostgreSQL's percentile_cont)."""
+    if not values:
+        return [None] * len(quantiles)
+    ordered = sorted(values)
+    result = []
+    for q in quantiles:
+        position = q * (len(ordered) - 1)
+        low, high = math.floor(position), math.ceil(position)
+        result.append(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+    return result
+
+
+def _latency_percentiles(probe_ids: list, start: datetime, end: datetime) -> dict:
+    agg = Metric.__table__
+    condition = and_(agg.c.is_aggregated.is_(True), agg.c.probe_id.in_(probe_ids),
+                     agg.c.timestamp >= start, agg.c.timestamp < end,
+                     agg.c.latency_ms.is_not(None))
+    if db.engine.dialect.name == "postgresql":
+        rows = db.session.execute(select(agg.c.probe_id, *(
+            func.percentile_cont(q).within_group(agg.c.latency_ms)
+            for q in (0.5, 0.95, 0.99))).where(condition).group_by(agg.c.probe_id))
+        return {str(r[0]): [None if v is None else float(v) for v in r[1:]] for r in rows}
+    values: dict[str, list[float]] = defaultdict(list)
+    for probe, latency in db.session.execute(select(agg.c.probe_id, agg.c.latency_ms)
+                                             .where(condition)):
+        values[str(probe)].append(float(latency))
+    return {probe: _percentiles(v) for probe, v in values.items()}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def sla_report(start: datetime, end: datetime, node_id: uuid.UUID | None = None,
+               now: datetime | None = None) -> list[dict]:
+    """One row per probe (of the node, or every node) over [start, end)."""
+    now = now or datetime.now(UTC)
+    end = min(end, now)
+    query = select(Probe, Node.name).join(Node, Node.id == Probe.node_id)
+    if node_id is not None:
+        query = query.where(Probe.node_id == node_id)
+    probes = db.session.execute(query.order_by(Node.name, Probe.created_at, Probe.id)).all()
+    ids = [p.id for p, _ in probes]
+    if not ids:
+        return []
+    # Whole hours from the rollups; before the first and after the last rolled-up hour the
+    # minutes (the edges of the period, the open hour).
+    first_hour = from_ms(to_ms(start) + (-to_ms(start)) % HOUR_MS)
+    last_hour = from_ms(to_ms(end) - to_ms(end) % HOUR_MS)
+    rolled = _totals_from_rollups(ids, first_hour, last_hour) if first_hour < last_hour else {}
+    edges = [(start, first_hour), (last_hour, end)]
+    minute_retention = now - timedelta(days=current_app.config["PULSE_AGG_RETENTION_DAYS"])
+    percentiles = (_latency_percentiles(ids, start, end) if start >= minute_retention
+                   else {})
+    rows = []
+    for probe, node_name in probes:
+        key = str(probe.id)
+        totals = (rolled.get(key) or [0] * 5)[:5]
+        # the hours the rollups lack (the open hour, a late one) and the period's edges
+        spans = [*edges, (first_hour, last_hour)] if key not in rolled else [
+            *edges, (from_ms(to_ms(rolled[key][5]) + HOUR_MS), last_hour)]
+        for span_start, span_end in spans:
+            if span_start < span_end:
+                extra = _totals_from_runs([probe.id], span_start, span_end).get(key)
+                totals = [a + b for a, b in zip(totals, extra or [0] * 5, strict=True)]
+        runs, available, latency_runs, loss_sum, jitter_sum = totals
+        expected = max(1, int((end - start).total_seconds() // probe.interval_seconds))
+        p50, p95, p99 = percentiles.get(key, [None, None, None])
+        rows.append({
+            "node_id": probe.node_id, "node": node_name, "probe_id": probe.id,
+            "probe": probe.label, "type": probe.type,
+            "interval_seconds": probe.interval_seconds, "expected_runs": expected,
+            "runs_with_data": runs,
+            "availability_pct": _round(100.0 * available / runs) if runs else None,
+            "no_data_pct": _round(max(0.0, 100.0 * (1 - runs / expected))),
+            "loss_mean_pct": _round(loss_sum / runs) if runs else None,
+            "latency_p50_ms": _round(p50), "latency_p95_ms": _round(p95),
+            "latency_p99_ms": _round(p99),
+            "jitter_mean_ms": _round(jitter_sum / latency_runs) if latency_runs else None,
+        })
+    return rows

@@ -1,0 +1,318 @@
+"""History at scale (SPEC §9, §12): reads and retention on a large partitioned database.
+
+Seeds, straight in PostgreSQL with generate_series (not through the API):
+  * NODES × PROBES_PER_NODE probes (default 1,000 × 10 = 10,000) with a raw run every
+    minute for RAW_DAYS days (default 3.5: 50.4 M rows), in the daily partitions;
+  * one node's 10 probes with 30 days of minute aggregates, and hourly rollups for every
+    probe over 30 days (7.2 M rows), plus two years of rollups for one probe.
+Then measures, as the median of ROUNDS calls in one process against the bare `/healthz`
+in the same run: a node page's data (10 probes × 24 h at 1m; × 30 d at 1h from the
+rollups), the SLA report of a node over 30 days, a two-year 1h chart of a probe, and
+retention: dropping one day's raw partition against a row-by-row DELETE of the same day
+from an unpartitioned copy of it. Prints the database size per day of raw data.
+
+  .venv/bin/python bench/history.py                  # the full seed (slow on 2 cores)
+  .venv/bin/python bench/history.py --keep .tmp/histdb  # keep the seeded cluster, reuse it
+  .venv/bin/python bench/history.py --nodes 100 --raw-days 1  # a quick, smaller run
+Loopback only; not part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pulse_stack import ROOT, median, print_table, verdict  # noqa: E402
+
+TARGET_MS = 150.0
+RETENTION_TARGET_S = 1.0
+
+
+class Cluster:
+    """A PostgreSQL cluster in `data_dir`, created once and kept when asked to."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        from tests.support.servers import _find_pg_bin, free_port
+
+        self.initdb, self.pg_ctl = _find_pg_bin("initdb"), _find_pg_bin("pg_ctl")
+        self.kept = data_dir is not None
+        self.root = Path(data_dir or tempfile.mkdtemp(prefix="pulse-hist-")).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.user = "nobody" if os.geteuid() == 0 else None
+        if self.user:
+            os.chmod(self.root, 0o777)
+        self.fresh = not (self.root / "data" / "PG_VERSION").exists()
+        if self.fresh:
+            self._run([self.initdb, "-D", str(self.root / "data"), "-U", "postgres", "-A",
+                       "trust", "-E", "UTF8", "--no-locale"])
+
+    def _run(self, cmd: list[str]) -> None:
+        kwargs = {}
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            kwargs = {"user": entry.pw_uid, "group": entry.pw_gid}
+        subprocess.run(cmd, check=True, capture_output=True, cwd=str(self.root), timeout=600,
+                       **kwargs)
+
+    def start(self) -> None:
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 "
+                f"-c unix_socket_directories={self.root} -c shared_buffers=1GB "
+                "-c work_mem=64MB -c maintenance_work_mem=512MB -c max_wal_size=8GB "
+                "-c synchronous_commit=off -c fsync=off -c full_page_writes=off")
+        self._run([self.pg_ctl, "-D", str(self.root / "data"), "-o", opts, "-l",
+                   str(self.root / "log"), "-w", "-t", "120", "start"])
+
+    def stop(self) -> None:
+        self._run([self.pg_ctl, "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"])
+        if not self.kept:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+def make_app(url: str):
+    os.environ.pop("REDIS_URL", None)  # the live hour is not what is measured here
+    from app import create_app
+    from app.config import Config
+
+    return create_app(Config({"DATABASE_URL": url, "SECRET_KEY": "bench-" + "x" * 40,
+                              "PULSE_RAW_RETENTION_DAYS": "7"}))
+
+
+def seed(app, args) -> dict:
+    """Nodes, probes, raw runs, one node's minute aggregates, rollups (see the docstring)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from app.extensions import db
+    from app.history.retention import maintain_partitions
+
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    timings = {}
+    with app.app_context():
+        upgrade()
+        maintain_partitions()
+        started = time.monotonic()
+        with db.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO nodes (id, name, labels, token_hash, metadata, created_at, "
+                "updated_at) SELECT gen_random_uuid(), 'bench-' || n, '{}', "
+                "md5(n::text) || md5('t' || n::text), '{}', now(), now() "
+                "FROM generate_series(1, :nodes) n"), {"nodes": args.nodes})
+            conn.execute(text(
+                "INSERT INTO probes (id, node_id, name, type, target, port, interval_seconds, "
+                "count, timeout_seconds, enabled, source, created_at, updated_at) "
+                "SELECT gen_random_uuid(), n.id, NULL, 'TCP', '192.0.2.' || (p % 250 + 1), "
+                "1000 + p, 60, 10, 5, true, 'api', now(), now() FROM nodes n "
+                "CROSS JOIN generate_series(1, :per_node) p"), {"per_node": args.probes})
+        raw_start = now - timedelta(hours=1) - timedelta(days=args.raw_days)
+        day = raw_start
+        while day < now - timedelta(hours=1):
+            until = min(day + timedelta(days=1), now - timedelta(hours=1))
+            with db.engine.begin() as conn:
+                conn.execute(text(RAW_SQL), {"start": day, "until": until})
+            print(f"  raw runs up to {until:%Y-%m-%d %H:%M} "
+                  f"({time.monotonic() - started:.0f} s)", flush=True)
+            day = until
+        timings["raw_seconds"] = time.monotonic() - started
+        node = db.session.execute(text(
+            "SELECT id FROM nodes ORDER BY name LIMIT 1")).scalar()
+        with db.engine.begin() as conn:
+            conn.execute(text(AGG_SQL), {"node": node, "start": now - timedelta(days=30),
+                                         "until": now})
+            conn.execute(text(ROLLUP_SQL), {"start": now - timedelta(days=30), "until": now,
+                                            "node": None})
+            # two years for the measured node's probes (its two-year chart)
+            conn.execute(text(ROLLUP_SQL), {"start": now - timedelta(days=730),
+                                            "until": now - timedelta(days=30), "node": node})
+            conn.execute(text("ANALYZE"))
+        timings["seed_seconds"] = time.monotonic() - started
+        db.session.remove()
+    return timings
+
+
+RAW_SQL = """
+INSERT INTO metrics (node_id, probe_id, timestamp, latency_ms, packet_loss_rate, jitter_ms,
+                     latency_min_ms, latency_median_ms, latency_p95_ms, latency_max_ms,
+                     sent, received, is_aggregated, created_at)
+SELECT p.node_id, p.id, t + (p.port % 60) * interval '1 second',
+       v.lat, v.loss, 0.5 + v.k % 7 / 10.0, v.lat * 0.9, v.lat, v.lat * 1.2, v.lat * 1.3,
+       10, 10 - (v.loss / 10)::int, false, now()
+FROM probes p
+CROSS JOIN generate_series(:start, :until - interval '1 minute', interval '1 minute') t
+CROSS JOIN LATERAL (SELECT (extract(epoch FROM t)::bigint / 60 + p.port * 13) AS k) kk
+CROSS JOIN LATERAL (SELECT kk.k, 5 + kk.k % 400 / 10.0 AS lat,
+                           CASE WHEN kk.k % 97 = 0 THEN 100 ELSE kk.k % 3 * 10 END AS loss) v
+"""
+AGG_SQL = """
+INSERT INTO metrics (node_id, probe_id, timestamp, latency_ms, packet_loss_rate, jitter_ms,
+                     latency_min_ms, latency_median_ms, latency_p95_ms, latency_max_ms,
+                     jitter_max_ms, packet_loss_max, sent, received, sample_count,
+                     is_aggregated, created_at)
+SELECT p.node_id, p.id, t, 20 + p.port % 10, 1.5, 0.7, 18, 20, 24, 26, 0.9, 10, 10, 9, 1,
+       true, now()
+FROM probes p
+CROSS JOIN generate_series(date_trunc('minute', CAST(:start AS timestamptz)), :until,
+                           interval '1 minute') t
+WHERE p.node_id = :node
+ON CONFLICT DO NOTHING
+"""
+ROLLUP_SQL = """
+INSERT INTO metric_rollups_hourly (node_id, probe_id, hour, latency_ms, latency_min_ms,
+    latency_max_ms, latency_median_ms, latency_p95_ms, packet_loss_rate, packet_loss_max,
+    jitter_ms, jitter_max_ms, sample_count, latency_sample_count, runs_available, created_at)
+SELECT p.node_id, p.id, h, 20 + p.port % 10, 15, 40, 20, 26, 1.5, 20, 0.7, 2, 60, 59, 59, now()
+FROM probes p
+CROSS JOIN generate_series(date_trunc('hour', CAST(:start AS timestamptz)), :until,
+                           interval '1 hour') h
+WHERE CAST(:node AS uuid) IS NULL OR p.node_id = CAST(:node AS uuid)
+ON CONFLICT DO NOTHING
+"""
+
+
+def timed(call, rounds: int) -> float:
+    """Median milliseconds of `call()` over `rounds` calls (after one warm-up)."""
+    call()
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return median(samples)
+
+
+def measure(app, rounds: int) -> list[tuple]:
+    from sqlalchemy import text
+
+    from app.extensions import db
+    from app.history import queries
+    from app.history.sla import sla_report
+
+    client = app.test_client()
+    now = datetime.now(UTC)
+    with app.app_context():
+        node = db.session.execute(text("SELECT id FROM nodes ORDER BY name LIMIT 1")).scalar()
+        probes = list(db.session.execute(text(
+            "SELECT id FROM probes WHERE node_id = :n ORDER BY id"), {"n": node}).scalars())
+        counts = {
+            "1m": lambda: len(queries.minute_points(node, probes, now - timedelta(days=1),
+                                                    now, now)[str(probes[0])]),
+            "1h": lambda: len(queries.hour_points(node, probes, now - timedelta(days=30),
+                                                  now, now)[str(probes[0])]),
+            "2y": lambda: len(queries.hour_points(node, probes[:1], now - timedelta(days=730),
+                                                  now, now)[str(probes[0])]),
+        }
+        points = {name: count() for name, count in counts.items()}
+        bare = timed(lambda: client.get("/healthz"), rounds)
+        rows = [("bare /healthz (baseline)", f"{bare:.2f}", "", "", "")]
+        for label, call, n in (
+                ("node page, 10 probes × 24 h at 1m", counts["1m"], points["1m"]),
+                ("node page, 10 probes × 30 d at 1h (rollups)", counts["1h"], points["1h"]),
+                ("SLA report, one node × 30 d", lambda: sla_report(
+                    now - timedelta(days=30), now, node), len(probes)),
+                ("a probe's two-year chart at 1h", counts["2y"], points["2y"])):
+            ms = timed(call, rounds)
+            db.session.remove()
+            rows.append((label, f"{ms:.1f}", f"{ms / bare:.0f}×", n,
+                         verdict(ms <= TARGET_MS)))
+    return rows
+
+
+def retention(app) -> list[tuple]:
+    """DROP of one raw day's partition vs DELETE of the same day from an unpartitioned copy."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    with app.app_context(), db.engine.connect() as conn:
+        name = conn.execute(text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'metrics_raw' "
+            "AND c.relname <> 'metrics_raw_default' ORDER BY "
+            "pg_total_relation_size(c.oid) DESC LIMIT 1")).scalar()
+        rows = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar()
+        size = conn.execute(text(f"SELECT pg_total_relation_size('{name}')")).scalar()
+        conn.execute(text("DROP TABLE IF EXISTS metrics_flat"))
+        conn.execute(text(f"CREATE TABLE metrics_flat AS SELECT * FROM {name}"))
+        for index, columns in (("flat_node_ts", "(node_id, timestamp DESC)"),
+                               ("flat_probe_ts", "(probe_id, timestamp DESC)"),
+                               ("flat_ts", "(timestamp)"),
+                               ("flat_agg", "(is_aggregated, timestamp DESC)"),
+                               ("flat_uq", "(probe_id, timestamp, is_aggregated)")):
+            conn.execute(text(f"CREATE INDEX {index} ON metrics_flat {columns}"))
+        conn.execute(text("ALTER TABLE metrics_flat ADD PRIMARY KEY (id)"))
+        conn.commit()
+        started = time.perf_counter()
+        conn.execute(text("DELETE FROM metrics_flat"))
+        conn.commit()
+        delete_s = time.perf_counter() - started
+        started = time.perf_counter()
+        conn.execute(text(f"DROP TABLE {name}"))
+        conn.commit()
+        drop_s = time.perf_counter() - started
+        conn.execute(text("DROP TABLE metrics_flat"))
+        conn.commit()
+    return [(f"DROP TABLE {name} ({rows:,} rows, {size / 2**20:,.0f} MiB with indexes)",
+             f"{drop_s:.3f}", verdict(drop_s <= RETENTION_TARGET_S)),
+            ("row-by-row DELETE of the same day, unpartitioned copy", f"{delete_s:.1f}",
+             f"{delete_s / max(drop_s, 1e-6):,.0f}× the drop")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--probes", type=int, default=10, help="per node")
+    parser.add_argument("--raw-days", type=float, default=3.5)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--keep", type=Path, help="keep (and reuse) the seeded cluster here")
+    parser.add_argument("--no-retention", action="store_true",
+                        help="skip the retention measure (it drops a day of the kept seed)")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    cluster = Cluster(args.keep)
+    cluster.start()
+    try:
+        app = make_app(cluster.url)
+        if cluster.fresh:
+            timings = seed(app, args)
+            print(f"seeded in {timings['seed_seconds']:.0f} s "
+                  f"(raw runs {timings['raw_seconds']:.0f} s)")
+        with app.app_context():
+            from sqlalchemy import text
+
+            from app.extensions import db
+
+            raw_rows = db.session.execute(text(
+                "SELECT reltuples::bigint FROM pg_class WHERE relname = 'metrics_raw'")
+            ).scalar() or db.session.execute(text(
+                "SELECT sum(reltuples)::bigint FROM pg_class c JOIN pg_inherits i ON "
+                "i.inhrelid = c.oid JOIN pg_class p ON p.oid = i.inhparent "
+                "WHERE p.relname = 'metrics_raw'")).scalar()
+            db.session.remove()
+        print(f"raw rows (estimate): {raw_rows:,}; run {uuid.uuid4().hex[:6]} "
+              f"at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+        print_table(("read (median of rounds)", "ms", "× bare", "points", "≤ 150 ms"),
+                    measure(app, args.rounds), title="Reads")
+        if not args.no_retention:
+            print_table(("retention: one day of raw history", "seconds", "verdict"),
+                        retention(app), title="Retention")
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
