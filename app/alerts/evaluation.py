@@ -162,6 +162,8 @@ def _channels(run: _Run, rule: Rule) -> list[uuid.UUID]:
 def _apply(run: _Run, rule: Rule, subject, alert, new: str | None, value,
            threshold, clear_since: datetime | None = None) -> None:
     run.seen.add((str(rule.id), subject.key))
+    if new is None and alert is None:
+        return  # the common case: nothing open, nothing to open
     described = subject.describe()
     quiet = silenced(run.silences, rule.id, described.get("node_id"),
                      described.get("probe_id"))
