@@ -29,6 +29,14 @@ def _refuse(field: str, message: str, code: str = "ERR_INVALID_RULE") -> ApiErro
     return ApiError(400, code, f"{field}: {message}", {"fields": {field: [message]}})
 
 
+def _check_ranges(rule: dict) -> None:
+    """What the API's schema checks too, for callers without it (the dashboard's forms)."""
+    if not 1 <= rule["for_minutes"] <= 1440:
+        raise _refuse("for_minutes", "must be 1-1440")
+    if rule["repeat_minutes"] is not None and not 1 <= rule["repeat_minutes"] <= 10080:
+        raise _refuse("repeat_minutes", "must be 1-10080, or empty")
+
+
 def _check_semantics(rule: dict) -> None:
     metric = rule["metric"]
     if metric in PROBE_METRICS:
@@ -82,6 +90,7 @@ def validated(rule: dict) -> dict:
     """A whole rule (defaults filled in) checked across its fields; raises ApiError."""
     rule = {**DEFAULTS, **rule}
     rule["channel_ids"] = list(dict.fromkeys(str(c) for c in rule["channel_ids"] or []))
+    _check_ranges(rule)
     _check_semantics(rule)
     _check_references(rule)
     return rule

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from app.alerts.silences import active_silences, silenced
 from app.extensions import db
@@ -80,3 +80,24 @@ def list_events(start: datetime | None, end: datetime | None) -> list[dict]:
              "reason": event.reason, "subject": _subject(subject),
              "notifications": deliveries.get(event.id, [])}
             for event, subject, rule_name in rows]
+
+
+def firing_by_node() -> dict[str, int]:
+    """Firing alerts per node id (the overview's marks), one query."""
+    rows = db.session.execute(select(Alert.node_id, func.count()).where(
+        Alert.state == "firing", Alert.node_id.is_not(None)).group_by(Alert.node_id))
+    return {str(node_id): count for node_id, count in rows}
+
+
+def spans(node_id: uuid.UUID, start: datetime, end: datetime) -> list[dict]:
+    """The node's alerts that fired within [start, end]: when, on which probe (None: the
+    node itself), by which rule — what the node page shades on its charts."""
+    rows = db.session.execute(
+        select(Alert.probe_id, Alert.fired_at, Alert.resolved_at, Alert.state, AlertRule.name,
+               AlertRule.severity).join(AlertRule, AlertRule.id == Alert.rule_id)
+        .where(Alert.node_id == node_id, Alert.fired_at.is_not(None), Alert.fired_at <= end,
+               or_(Alert.resolved_at.is_(None), Alert.resolved_at >= start))
+        .order_by(Alert.fired_at).limit(LIMIT))
+    return [{"probe_id": str(probe_id) if probe_id else None, "from": fired,
+             "to": resolved, "firing": state == "firing", "rule": name, "severity": severity}
+            for probe_id, fired, resolved, state, name, severity in rows]
