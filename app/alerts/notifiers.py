@@ -135,8 +135,25 @@ def send_apprise(url: str, message: Message) -> None:
         logger.removeFilter(quiet)
 
 
+class _NoDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_URLLIB3_QUIET = _NoDebug()
+
+
+def _hide_request_lines() -> None:
+    """urllib3 logs each request line (the URL's path and query: a channel's secret) at
+    DEBUG; those lines are dropped in a process that sends notifications."""
+    logger = logging.getLogger("urllib3.connectionpool")
+    if _URLLIB3_QUIET not in logger.filters:
+        logger.addFilter(_URLLIB3_QUIET)
+
+
 def send(kind: str, url: str, message: Message) -> None:
     """Deliver `message`; raises DeliveryFailed."""
+    _hide_request_lines()
     (send_webhook if kind == "webhook" else send_apprise)(url, message)
 
 

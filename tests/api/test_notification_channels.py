@@ -3,6 +3,8 @@ redacted, never echoed in an error; the test endpoint reaches the receiver."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import text
 
@@ -108,11 +110,16 @@ def test_test_endpoint_answers_the_outcome(client, operator, receiver):
     assert r.get_json() == {"status": "failed", "error": "HTTP 503"}
 
 
-def test_apprise_test_message_reaches_a_json_receiver(client, operator, receiver):
-    channel = create(client, operator, receiver.url(f"/apprise/{SECRET}", scheme="json"),
-                     kind="apprise").get_json()
-    r = client.post(f"/api/v1/notification-channels/{channel['id']}/test",
-                    headers=operator.headers)
+@pytest.mark.parametrize("kind", ["apprise", "webhook"])
+def test_a_test_message_reaches_the_receiver_and_no_log_line_names_the_url(
+        client, operator, receiver, caplog, kind):
+    url = receiver.url(f"/{kind}/{SECRET}", scheme="json" if kind == "apprise" else "http")
+    with caplog.at_level(logging.DEBUG):
+        channel = create(client, operator, url, kind=kind).get_json()
+        r = client.post(f"/api/v1/notification-channels/{channel['id']}/test",
+                        headers=operator.headers)
     assert r.get_json()["status"] == "sent", r.get_json()
-    body = receiver.bodies(f"/apprise/{SECRET}")[0]
-    assert "test" in body["title"].lower()
+    body = receiver.bodies(f"/{kind}/{SECRET}")[0]
+    assert "test" in (body["title"] if kind == "apprise"
+                      else body["alerts"][0]["labels"]["alertname"]).lower()
+    assert SECRET not in caplog.text
