@@ -3,6 +3,7 @@ called in-process to a local receiver."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -169,3 +170,44 @@ def test_evaluation_figures_in_metrics(setup, receiver):
     assert 'pulse_alerts_firing{severity="critical"} 1.0' in text
     assert 'pulse_notifications_total{kind="webhook",outcome="sent"} 1.0' in text
     assert "pulse_alert_evaluation_seconds " in text
+
+
+def test_embedded_mode_delivers_in_process_threads_and_the_sweep_retries(setup, receiver):
+    """No broker (make run): deliveries run on the process's delivery threads; a failed
+    one is queued again and the sweep hands it over when due."""
+    s = setup
+    app = s["app"]
+    app.extensions["pulse_scheduler"] = object()  # what worker.embedded registers
+    app.config["PULSE_NOTIFY_BACKOFF_SECONDS"] = 1
+    try:
+        receiver.script("/embedded", [500])
+        channel = create_channel(s["client"], s["headers"], receiver.url("/embedded"))
+        create_rule(s["client"], s["headers"], channel_ids=[channel])
+        start = minute_start(4)
+        post_minutes(s["client"], s["node"]["id"], s["node_headers"], s["probes"], start,
+                     s["probes"][0], [50, 50])
+        evaluate_each_minute(app, start, 2)
+        deadline = time.monotonic() + 10
+        while not receiver.hits("/embedded") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [h["status"] for h in receiver.hits("/embedded")] == [500]
+        deadline = time.monotonic() + 10
+        while outbox_rows(app)[0][1] == "sending" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (outbox_id, status, attempts, error), = outbox_rows(app)
+        assert (status, attempts, error) == ("queued", 1, "HTTP 500")
+        from app.alerts.dispatch import dispatch
+        from app.alerts.outbox import sweep
+
+        with app.app_context():
+            assert sweep() == []  # not due for another second
+            time.sleep(1.1)
+            due = sweep()
+            assert due == [outbox_id]
+            dispatch(due)
+        deadline = time.monotonic() + 10
+        while not receiver.bodies("/embedded") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(receiver.bodies("/embedded")) == 1
+    finally:
+        app.extensions.pop("pulse_scheduler")
