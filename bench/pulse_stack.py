@@ -44,8 +44,13 @@ def heartbeat(node_id: str, probe_ids: Sequence[str], ts_ms: int, seed: int) -> 
         "latency_ms": round(sum(latencies) / len(latencies), 2),
         "packet_loss_rate": loss, "jitter_ms": jitter, "config_version": "bench",
         "agent_version": "bench/1", "metadata": {"hostname": "bench-host"},
+        # what a Beacon's run reports (SPEC §5): the spread, the counts and the error
         "results": [{"probe_id": p, "latency_ms": lat, "packet_loss_rate": loss,
-                     "jitter_ms": jitter, "sent": 10, "received": 10 - int(loss / 10)}
+                     "jitter_ms": jitter, "latency_min_ms": round(lat * 0.9, 2),
+                     "latency_median_ms": lat, "latency_p95_ms": round(lat * 1.2, 2),
+                     "latency_max_ms": round(lat * 1.3, 2), "latency_variance": 0.5,
+                     "sent": 10, "received": 10 - int(loss / 10),
+                     "error": "ERR_CONNECTION_TIMEOUT" if loss else None}
                     for p, lat in zip(probe_ids, latencies, strict=True)],
     }
 

@@ -100,6 +100,50 @@ def aggregate_minute(probe_id: uuid.UUID, start: datetime) -> bool:
     return True
 
 
+# PostgreSQL: many minutes in one statement (a Pulse of 10,000 probes aggregates ~10,000
+# minutes a minute: one statement per minute would be 20,000 round trips).
+_BATCH_SQL = """
+INSERT INTO metrics (node_id, probe_id, timestamp, is_aggregated, latency_ms,
+    packet_loss_rate, jitter_ms, latency_min_ms, latency_median_ms, latency_p95_ms,
+    latency_max_ms, jitter_max_ms, packet_loss_max, sent, received, sample_count, created_at)
+SELECT r.node_id, r.probe_id, d.minute, true, avg(r.latency_ms), avg(r.packet_loss_rate),
+    avg(r.jitter_ms), min(coalesce(r.latency_min_ms, r.latency_ms)), avg(r.latency_median_ms),
+    avg(r.latency_p95_ms), max(coalesce(r.latency_max_ms, r.latency_ms)), max(r.jitter_ms),
+    max(r.packet_loss_rate), sum(r.sent), sum(r.received), count(*), now()
+FROM unnest(CAST(:probes AS uuid[]), CAST(:minutes AS timestamptz[])) AS d(probe_id, minute)
+JOIN metrics r ON r.probe_id = d.probe_id AND r.is_aggregated = false
+    AND r.timestamp >= d.minute AND r.timestamp < d.minute + interval '1 minute'
+GROUP BY r.node_id, r.probe_id, d.minute
+ON CONFLICT (probe_id, timestamp, is_aggregated) DO UPDATE SET
+    node_id = EXCLUDED.node_id, latency_ms = EXCLUDED.latency_ms,
+    packet_loss_rate = EXCLUDED.packet_loss_rate, jitter_ms = EXCLUDED.jitter_ms,
+    latency_min_ms = EXCLUDED.latency_min_ms, latency_median_ms = EXCLUDED.latency_median_ms,
+    latency_p95_ms = EXCLUDED.latency_p95_ms, latency_max_ms = EXCLUDED.latency_max_ms,
+    jitter_max_ms = EXCLUDED.jitter_max_ms, packet_loss_max = EXCLUDED.packet_loss_max,
+    sent = EXCLUDED.sent, received = EXCLUDED.received, sample_count = EXCLUDED.sample_count,
+    created_at = EXCLUDED.created_at
+"""
+BATCH_MINUTES = 1000
+
+
+def aggregate_minutes(pairs: list[tuple[uuid.UUID, int]]) -> None:
+    """Recompute the aggregates of these (probe, minute ms), committing as it goes; the
+    same figures as aggregate_minute (a test holds the two together)."""
+    if db.engine.dialect.name != "postgresql":
+        for count, (probe_id, minute_ms) in enumerate(pairs, 1):
+            aggregate_minute(probe_id, from_ms(minute_ms))
+            if count % 500 == 0:
+                db.session.commit()
+        db.session.commit()
+        return
+    for start in range(0, len(pairs), BATCH_MINUTES):
+        chunk = pairs[start:start + BATCH_MINUTES]
+        db.session.execute(text(_BATCH_SQL), {
+            "probes": [str(p) for p, _ in chunk],
+            "minutes": [from_ms(m) for _, m in chunk]})
+        db.session.commit()
+
+
 def aggregate_pending_minutes(now: datetime | None = None) -> int:
     """Aggregate every complete minute marked since its aggregate was written, and every
     minute whose persisted raw rows say it needs it though no mark does (catch-up)."""
@@ -119,11 +163,7 @@ def aggregate_pending_minutes(now: datetime | None = None) -> int:
         done[member] = score
     stale, full = _unmarked_stale_minutes(client, handle.prefix, from_ms(current_minute))
     todo |= stale
-    for count, (probe_id, minute_ms) in enumerate(sorted(todo), 1):
-        aggregate_minute(probe_id, from_ms(minute_ms))
-        if count % 500 == 0:
-            db.session.commit()
-    db.session.commit()
+    aggregate_minutes(sorted(todo))
     mark_hours_dirty(todo)
     unmark(client, key, done)
     roll_up_pending_hours(now, full_scan=full)

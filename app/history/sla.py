@@ -8,12 +8,14 @@ minute means, null where the period reaches past the minute retention.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
-from flask import current_app
+from flask import Response, current_app
 from sqlalchemy import and_, case, func, select
 
 from app.extensions import db
@@ -134,3 +136,20 @@ def sla_report(start: datetime, end: datetime, node_id: uuid.UUID | None = None,
             "jitter_mean_ms": _round(jitter_sum / latency_runs) if latency_runs else None,
         })
     return rows
+
+
+SLA_COLUMNS = ("node", "probe", "type", "interval_seconds", "expected_runs", "runs_with_data",
+               "availability_pct", "no_data_pct", "loss_mean_pct", "latency_p50_ms",
+               "latency_p95_ms", "latency_p99_ms", "jitter_mean_ms", "node_id", "probe_id")
+
+
+def sla_csv(rows: list[dict], start: datetime, end: datetime) -> Response:
+    """The report as a CSV download (empty cells where a value is null)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SLA_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else row[c] for c in SLA_COLUMNS])
+    name = f"pulse-sla-{start:%Y%m%d}-{end:%Y%m%d}.csv"
+    return Response(buffer.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

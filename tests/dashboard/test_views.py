@@ -165,3 +165,28 @@ def test_sparkline_breaks_at_missing_minutes_and_marks_dead_ones():
                        (6 * minute, None, 100.0), (7 * minute, 5.0, 10.0)])
     assert len(spark.lines) == 3 and len(spark.dead) == 1 and spark.lossy
     assert spark.peak_ms == 6.0
+
+
+def test_node_page_links_its_sla_report_as_the_api_answers_it(app, signed_in, client, viewer,
+                                                              node, node_probes, beat):
+    from app.history.flush import flush_pending
+
+    beat(node, node_probes, datetime.now(UTC) - timedelta(minutes=5), latency=10.0, loss=0.0)
+    with app.app_context():
+        flush_pending()  # the report reads what is persisted
+    browser = signed_in("viewer")
+    page = browser.get(f"/nodes/{node['id']}").get_data(as_text=True)
+    assert f'href="/nodes/{node["id"]}/sla"' in page
+    report = browser.get(f"/nodes/{node['id']}/sla")
+    html = report.get_data(as_text=True)
+    assert report.status_code == 200 and "SLA report" in html
+    api = client.get(f"/api/v1/reports/sla?node_id={node['id']}",
+                     headers=viewer.headers).get_json()["data"]
+    assert [row["runs_with_data"] for row in api] == [1, 1, 1]
+    for row in api:
+        assert f"<th scope=\"row\">{row['probe']}</th>" in html
+    assert "192.0.2.1" not in html                  # labels for a viewer, never targets
+    download = browser.get(f"/nodes/{node['id']}/sla?format=csv")
+    assert download.mimetype == "text/csv"
+    assert download.get_data(as_text=True).splitlines()[0].startswith("node,probe,type")
+    assert client.get(f"/nodes/{node['id']}/sla").status_code == 302  # not signed in

@@ -284,3 +284,58 @@ def test_the_sla_report_reads_the_rollups_on_postgresql(pg_app):
     assert row["no_data_pct"] == 50.0 and row["loss_mean_pct"] == 5.0
     # 114 minutes received, a third each at 10, 11 and 12 ms (the dead ones have none)
     assert (row["latency_p50_ms"], row["latency_p95_ms"]) == (11.0, 12.0)
+
+
+def test_batched_aggregation_and_rollups_equal_the_one_by_one_path(pg_app):
+    """PostgreSQL aggregates many minutes (and hours) per statement; the figures are those
+    of the per-minute statement the SQLite path and the tests of its values use."""
+    from app.history.aggregation import aggregate_minutes
+    from app.history.rollups import roll_up_hours
+
+    ctx = setup_node(pg_app, probe_count=2)
+    hour = (datetime.now(UTC) - timedelta(hours=4)).replace(minute=0, second=0, microsecond=0)
+    items = [{"node_id": ctx["node_id"], "timestamp": iso(hour + timedelta(seconds=37 * i)),
+              "latency_ms": 10.0, "packet_loss_rate": 0.0, "jitter_ms": 1.0,
+              "results": [{"probe_id": p, "latency_ms": 10.0 + (i * 7 + j) % 13,
+                           "packet_loss_rate": 100.0 if i % 9 == 0 else (i % 4) * 10.0,
+                           "jitter_ms": 0.5 + i % 3, "latency_median_ms": 9.0 + i % 5,
+                           "latency_p95_ms": 15.0 + i % 4, "sent": 10, "received": 9}
+                          for j, p in enumerate(ctx["probe_ids"])]} for i in range(150)]
+    assert ctx["client"].post(BATCH, json={"heartbeats": items},
+                              headers=ctx["node_headers"]).get_json()["accepted"] == 300
+    columns = ("probe_id", "timestamp", "latency_ms", "packet_loss_rate", "jitter_ms",
+               "latency_min_ms", "latency_median_ms", "latency_p95_ms", "latency_max_ms",
+               "jitter_max_ms", "packet_loss_max", "sent", "received", "sample_count")
+
+    def snapshot():
+        minutes = db.session.execute(sa.text(
+            f"SELECT {', '.join(columns)} FROM metrics WHERE is_aggregated "
+            "ORDER BY probe_id, timestamp")).all()
+        hours = db.session.execute(sa.text(
+            "SELECT probe_id, hour, latency_ms, latency_min_ms, latency_max_ms, "
+            "latency_median_ms, latency_p95_ms, packet_loss_rate, packet_loss_max, jitter_ms, "
+            "jitter_max_ms, sample_count, latency_sample_count, runs_available "
+            "FROM metric_rollups_hourly ORDER BY probe_id, hour")).all()
+        return minutes, hours
+
+    with pg_app.app_context():
+        flush_pending()
+        pairs = sorted({(uuid.UUID(p), int((hour + timedelta(seconds=37 * i)).timestamp()
+                                           * 1000) // 60_000 * 60_000)
+                        for i in range(150) for p in ctx["probe_ids"]})
+        hours = sorted({(p, m - m % 3_600_000) for p, m in pairs})
+        aggregate_minutes(pairs)
+        roll_up_hours(hours)
+        batched = snapshot()
+        db.session.execute(sa.text("DELETE FROM metrics WHERE is_aggregated"))
+        db.session.execute(sa.text("DELETE FROM metric_rollups_hourly"))
+        db.session.commit()
+        for probe, minute in pairs:
+            aggregate_minute(probe, datetime.fromtimestamp(minute / 1000, UTC))
+        for probe, hour_ms in hours:
+            roll_up_hour(probe, datetime.fromtimestamp(hour_ms / 1000, UTC))
+        db.session.commit()
+        one_by_one = snapshot()
+        db.session.remove()
+    assert len(batched[0]) == len(pairs) > 150 and len(batched[1]) == len(hours) >= 4
+    assert batched == one_by_one

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime, timedelta
 
-from flask import Response
-
 from app.api.common import Blueprint
-from app.api.reports.schemas import SlaArgsSchema, SlaReportSchema, SlaRowSchema
+from app.api.reports.schemas import SlaArgsSchema, SlaReportSchema
 from app.api.security import require_role
 from app.errors import ApiError
-from app.history.sla import sla_report
+from app.history.sla import sla_csv, sla_report
 from app.services.nodes import get_node
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Reports")
@@ -34,17 +30,5 @@ def sla(args):
     node_id = get_node(args["node_id"]).id if args["node_id"] else None
     rows = sla_report(start, end, node_id)
     if args["format"] == "csv":
-        return _csv(rows, start, end)
+        return sla_csv(rows, start, end)
     return {"start": start, "end": end, "node_id": node_id, "data": rows}
-
-
-def _csv(rows: list[dict], start: datetime, end: datetime) -> Response:
-    columns = list(SlaRowSchema().fields)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in SlaRowSchema(many=True).dump(rows):
-        writer.writerow(["" if row[c] is None else row[c] for c in columns])
-    name = f"pulse-sla-{start:%Y%m%d}-{end:%Y%m%d}.csv"
-    return Response(buffer.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

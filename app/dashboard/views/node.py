@@ -14,6 +14,7 @@ from app.dashboard.security import current_principal, signed_in
 from app.extensions import db
 from app.history import queries
 from app.history.points import answered
+from app.history.sla import sla_csv, sla_report
 from app.models import Probe
 from app.services.nodes import get_node
 from app.services.presence import node_views
@@ -130,3 +131,18 @@ def node_data(node_id):
         "refresh_seconds": REFRESH_SECONDS if range_name == "1h" else None,
         "probes": probes,
     })
+
+
+@bp.route("/nodes/<node_id>/sla")
+@signed_in("viewer")
+def node_sla(node_id):
+    """The SLA report of the node's probes (GET /api/v1/reports/sla) over the page's range
+    (30 days by default), as a table or, with ?format=csv, a download."""
+    node = get_node(node_id)
+    args = request.args if "range" in request.args else {**request.args, "range": "30d"}
+    range_name, start, end = chart_range(args, datetime.now(UTC))
+    rows = sla_report(start, end, node.id)
+    if request.args.get("format") == "csv":
+        return sla_csv(rows, start, end)
+    return render_template("sla.html", node=node, rows=rows, start=start, end=end,
+                           range_name=range_name, ranges=list(RANGES))
