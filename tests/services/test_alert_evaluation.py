@@ -155,6 +155,14 @@ def test_drift_fires_for_a_drifted_instance_and_resolves_when_it_catches_up(setu
     assert events(s["app"]) == [("drift:pay/prod/pod-1", "ok", "pending"),
                                 ("drift:pay/prod/pod-1", "pending", "firing"),
                                 ("drift:pay/prod/pod-1", "firing", "resolved")]
+    # drifted again, then silent past PULSE_DRIFT_FORGET_HOURS (24): forgotten, resolved
+    report("v1")
+    later = now + 10 * MINUTE
+    evaluate_each_minute(s["app"], later, 3, second=0)
+    evaluate_each_minute(s["app"], later + timedelta(hours=25), 1, second=0)
+    assert [e[2] for e in events(s["app"])][3:] == ["pending", "firing", "resolved"]
+    listed = s["client"].get("/api/v1/alert-events", headers=s["headers"]).get_json()["data"]
+    assert listed[0]["reason"] == "rule or subject gone"
 
 
 def test_evaluation_figures_in_metrics(setup, receiver):
