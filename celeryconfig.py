@@ -53,4 +53,10 @@ beat_schedule = {
         "schedule": crontab(minute=17),
         "options": {"expires": 3600},
     },
+    # SDK instances silent for PULSE_DRIFT_FORGET_HOURS are forgotten.
+    "forget-drift-instances": {
+        "task": "worker.tasks.forget_drift_instances",
+        "schedule": crontab(minute=27),
+        "options": {"expires": 3600},
+    },
 }

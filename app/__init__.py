@@ -41,6 +41,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     ext.api.ERROR_SCHEMA = ErrorSchema  # document our {"code","message","details"}
     ext.api.init_app(app)
+    from app.api.fields import document_key_rules
+
+    ext.api.ma_plugin.converter.add_attribute_function(document_key_rules)
 
     from app.api.error_handlers import register_error_handlers
     from app.api.registry import register_blueprints
@@ -49,11 +52,21 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     from app.ingest.fast_path import install as install_heartbeat_fast_path
     from app.ingest.rate_limit import init_rate_limit
+    from app.services.auth import init_login_limit
     from app.telemetry import init_telemetry
 
     init_telemetry(app)
     init_rate_limit(app)
+    init_login_limit(app)
+    from app.api.error_handlers import guard_body_reads
+
+    app.wsgi_app = guard_body_reads(app.wsgi_app)
     install_heartbeat_fast_path(app)
+    if app.config.get("PULSE_TRUSTED_PROXIES"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PULSE_TRUSTED_PROXIES"]  # the client address is theirs to tell
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     # Pages and their cookie sessions; /api/ stays bearer-only and never opens a session.
     from app.dashboard import init_dashboard

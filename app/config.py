@@ -67,6 +67,11 @@ class Config:
         self.PULSE_MAX_BODY_BYTES = _int(env, "PULSE_MAX_BODY_BYTES", 8 * 1024 * 1024, 1024)
         self.MAX_CONTENT_LENGTH = self.PULSE_MAX_BODY_BYTES
         self.PULSE_DRIFT_STALE_SECONDS = _int(env, "PULSE_DRIFT_STALE_SECONDS", 90, 1)
+        self.PULSE_DRIFT_MAX_INSTANCES = _int(env, "PULSE_DRIFT_MAX_INSTANCES", 1000, 1)
+        self.PULSE_DRIFT_FORGET_HOURS = _int(env, "PULSE_DRIFT_FORGET_HOURS", 24, 1)
+        # Failed logins per account and per client address (SPEC §3; "0" = off).
+        self.PULSE_LOGIN_RATE_LIMIT = env.get("PULSE_LOGIN_RATE_LIMIT", "10/minute").strip()
+        self.PULSE_TRUSTED_PROXIES = _int(env, "PULSE_TRUSTED_PROXIES", 0, 0)
         self.PULSE_ACCESS_TOKEN_SECONDS = _int(env, "PULSE_ACCESS_TOKEN_SECONDS", 3600, 60)
         # How long a pending entry read by a consumer may go unacknowledged before another
         # flush run takes it over (that consumer is presumed dead).

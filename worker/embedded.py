@@ -37,7 +37,8 @@ def task_functions() -> dict[str, Callable[[], object]]:
 
     return {task.name: task for task in (tasks.flush_metrics, tasks.aggregate_minute,
                                          tasks.prune_metrics, tasks.maintain_partitions,
-                                         tasks.evaluate_alerts, tasks.sweep_notifications)}
+                                         tasks.evaluate_alerts, tasks.sweep_notifications,
+                                         tasks.forget_drift_instances)}
 
 
 def scheduled_jobs() -> list[tuple[str, object, Callable[[], object]]]:

@@ -101,6 +101,15 @@ def _when(now):
     return datetime.fromisoformat(str(now).replace("Z", "+00:00"))
 
 
+@shared_task(name="worker.tasks.forget_drift_instances", **RETRY)
+def forget_drift_instances() -> int:
+    from flask import current_app
+
+    from app.services.drift import forget_silent_instances
+
+    return forget_silent_instances(current_app.config["PULSE_DRIFT_FORGET_HOURS"])
+
+
 @task_retry.connect
 def _count_retry(sender=None, **kwargs) -> None:
     try:

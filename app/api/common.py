@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 import flask_smorest
 import marshmallow as ma
 from flask import request
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from app.errors import ApiError, validation_error
 from app.timeutil import iso_utc
@@ -36,6 +36,11 @@ class PulseParser(FlaskParser):
     def _handle_invalid_json_error(self, error, req, *args: Any, **kwargs: Any) -> NoReturn:
         raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON")
 
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            return ma.missing
+        return parse_json_body(req.get_data(cache=True))
+
     def load_json(self, req, schema):
         require_json_body()  # here, not before_request: 401/403 come before 415
         data = super().load_json(req, schema)
@@ -57,13 +62,21 @@ def require_json_body() -> None:
         raise ApiError(415, "ERR_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
 
 
+def parse_json_body(raw: bytes) -> Any:
+    """The JSON of a request body; 400 ERR_INVALID_JSON when it is not JSON or is nested
+    too deep to parse (Python's parser gives up near 1,000 levels with RecursionError)."""
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "ERR_INVALID_JSON", "Request body is nested too deep") from exc
+
+
 def load_json_body(schema: ma.Schema) -> dict:
     """Parse and validate the body outside webargs (batch items judged one by one)."""
     require_json_body()
-    try:
-        data = json.loads(request.get_data(cache=True) or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON") from exc
+    data = parse_json_body(request.get_data(cache=True))
     if not isinstance(data, dict):
         raise ApiError(400, "ERR_INVALID_JSON", "Request body must be a JSON object")
     try:

@@ -5,16 +5,18 @@ the ingest path raise them without importing the API."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import marshmallow as ma
 import redis
 import sqlalchemy.exc
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from app.errors import ApiError, validation_error
 from app.extensions import db
+from app.ingest.fast_path import BODY_STALLED, BODY_STALLED_KEY
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ DEFAULT_CODES = {
     403: "ERR_FORBIDDEN",
     404: "ERR_NOT_FOUND",
     405: "ERR_METHOD_NOT_ALLOWED",
+    408: "ERR_REQUEST_TIMEOUT",
     409: "ERR_CONFLICT",
     413: "ERR_PAYLOAD_TOO_LARGE",
     415: "ERR_UNSUPPORTED_MEDIA_TYPE",
@@ -61,6 +64,25 @@ def _rollback_quietly() -> None:
         log.exception("Rollback after an error failed")
 
 
+def guard_body_reads(wsgi_app):
+    """WSGI middleware (below the heartbeat fast path) answering 408 for a request whose
+    body stopped arriving while the fast path read it (gunicorn.conf.py's socket timeouts);
+    the Flask views answer the same through handle_body_stalled."""
+
+    def guarded(environ, start_response):
+        if BODY_STALLED_KEY not in environ:
+            return wsgi_app(environ, start_response)
+        body = json.dumps({"code": "ERR_REQUEST_TIMEOUT",
+                               "message": "The request body stopped arriving",
+                           "details": {}}).encode()
+        start_response("408 Request Timeout", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+            ("Connection", "close")])
+        return [body]
+
+    return guarded
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(err: ApiError):
@@ -69,6 +91,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def handle_http_exception(err: HTTPException):
         status = err.code or 500
+        if isinstance(err, ClientDisconnected) and isinstance(err.__context__, BODY_STALLED):
+            return handle_body_stalled(err.__context__)  # werkzeug's name for a read timeout
         data = getattr(err, "data", None) or {}
         if status == 422:
             # flask-smorest/webargs validation: we answer 400 with field codes.
@@ -91,6 +115,13 @@ def register_error_handlers(app: Flask) -> None:
         _rollback_quietly()
         return error_response(503, "ERR_UNAVAILABLE", "A backend is unavailable, retry later",
                               headers={"Retry-After": "5"})
+
+    @app.errorhandler(TimeoutError)
+    @app.errorhandler(BlockingIOError)
+    def handle_body_stalled(err: Exception):
+        _rollback_quietly()
+        return error_response(408, "ERR_REQUEST_TIMEOUT", "The request body stopped arriving",
+                              headers={"Connection": "close"})
 
     @app.errorhandler(Exception)
     def handle_unexpected(err: Exception):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import g, request
 
 from app.errors import ApiError
+from app.services import audit
 from app.services.auth import Principal, authenticate
 
 
@@ -25,6 +26,7 @@ def current_principal(allow_node: bool = False) -> Principal:
         raise ApiError(401, "ERR_UNAUTHORIZED", "Missing or invalid bearer token",
                        headers={"WWW-Authenticate": "Bearer"})
     g.principal = principal
+    audit.set_actor(principal.kind, principal.id, principal.label)
     return principal
 
 

@@ -39,6 +39,10 @@ RATE_COUNTED = "pulse.rate_limit_counted"
 # Set when the fast path found Redis or the database down; the view raises it again.
 BACKEND_DOWN = "pulse.backend_down"
 BACKEND_ERRORS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.OperationalError)
+# A body read that timed out (gunicorn.conf.py's socket timeouts), and the WSGI environ key
+# the fast path records it under for app.api.error_handlers.guard_body_reads.
+BODY_STALLED = (TimeoutError, BlockingIOError)
+BODY_STALLED_KEY = "pulse.body_stalled"
 
 
 class HeartbeatFastPath:
@@ -62,6 +66,8 @@ class HeartbeatFastPath:
             # Redis or the database is down: the view answers at once with its 503 instead
             # of going through the same timeouts and retries a second time.
             environ[BACKEND_DOWN] = exc
+        except BODY_STALLED as exc:
+            environ[BODY_STALLED_KEY] = exc  # nothing left to read: answered 408 below
         except Exception:
             log.exception("heartbeat fast path failed; the view answers")
         if answer is None:

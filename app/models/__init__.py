@@ -8,6 +8,7 @@ from app.models.alert import (
     NotificationOutbox,
     Silence,
 )
+from app.models.audit import AuditLog
 from app.models.drift import DriftExpected, DriftInstance
 from app.models.metric import Metric, MetricRollup
 from app.models.node import EnrollmentToken, Node
@@ -16,6 +17,7 @@ from app.models.user import ApiToken, User
 
 __all__ = [
     "Alert", "AlertEvent", "AlertRule", "NotificationChannel", "NotificationOutbox", "Silence",
-    "ApiToken", "DriftExpected", "DriftInstance", "EnrollmentToken", "Metric", "MetricRollup",
+    "ApiToken", "AuditLog", "DriftExpected", "DriftInstance", "EnrollmentToken", "Metric",
+    "MetricRollup",
     "Node", "Probe", "User",
 ]

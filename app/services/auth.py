@@ -1,61 +1,156 @@
-"""Users, login access tokens, API tokens and role checks."""
+"""Users, login (with its brute-force limit), access tokens and API tokens.
+
+The one login service the API and the dashboard share. A change to who may do what applies
+in every process at once (app.services.principals); every change is audited in its own
+transaction.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import math
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import event, select
+from flask import Flask, current_app
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.extensions import db
-from app.models import ApiToken, Node, User
+from app.errors import ApiError
+from app.extensions import db, get_redis
+from app.models import ApiToken, User
 from app.models.user import ROLES
-from app.tokens import API_PREFIX, NODE_PREFIX, hash_token, hashes_match, new_token
+from app.services import audit
+from app.services.principals import (  # noqa: F401 (re-exported for the interfaces)
+    ROLE_RANK,
+    Principal,
+    authenticate,
+    password_stamp,
+    serializer,
+    session_principal,
+)
+from app.tokens import API_PREFIX, hash_token, new_token
 
-ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
-_ACCESS_SALT = "pulse-access-token"
-_LAST_USED_RESOLUTION = timedelta(minutes=1)
+MIN_PASSWORD = 8
 
 
 class AuthError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a user (login token), an API token, or a node."""
-
-    kind: str  # "user" | "api_token" | "node"
-    id: uuid.UUID
-    role: str | None  # None for nodes: they hold no management role
-    node_id: uuid.UUID | None = None
-
-    def has_role(self, minimum: str) -> bool:
-        return self.role is not None and ROLE_RANK[self.role] >= ROLE_RANK[minimum]
-
-
 def role_at_least(role: str, minimum: str) -> bool:
     return ROLE_RANK[role] >= ROLE_RANK[minimum]
+
+
+# --- users ---------------------------------------------------------------------------
 
 
 def create_user(email: str, password: str, role: str) -> User:
     if role not in ROLE_RANK:
         raise AuthError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < 8:
-        raise AuthError("password must have at least 8 characters")
+    if len(password) < MIN_PASSWORD:
+        raise AuthError(f"password must have at least {MIN_PASSWORD} characters")
     email = email.strip().lower()
     if db.session.scalar(select(User).where(User.email == email)):
         raise AuthError(f"user {email} exists")
-    user = User(email=email, password_hash=generate_password_hash(password), role=role)
+    user = User(id=uuid.uuid4(), email=email, password_hash=generate_password_hash(password),
+                role=role)
     db.session.add(user)
+    audit.record("user.create", "user", user.id, {"email": email, "role": role})
     db.session.commit()
     return user
+
+
+def get_user(user_id) -> User:
+    try:
+        user = db.session.get(User, user_id if isinstance(user_id, uuid.UUID)
+                              else uuid.UUID(str(user_id)))
+    except ValueError:
+        user = None
+    if user is None:
+        raise ApiError(404, "ERR_USER_NOT_FOUND", f"User {user_id} does not exist")
+    return user
+
+
+def _admins_left_without(user: User) -> int:
+    return db.session.scalar(select(func.count()).select_from(User).where(
+        User.role == "admin", User.id != user.id))
+
+
+def update_user(user: User, role: str | None = None, password: str | None = None) -> User:
+    """Change a user's role or password; at once in every process."""
+    changed: list[str] = []
+    if role is not None and role != user.role:
+        if user.role == "admin" and not _admins_left_without(user):
+            raise ApiError(409, "ERR_LAST_ADMIN", "The last admin cannot lose the role")
+        user.role = role
+        changed.append("role")
+    if password is not None:
+        user.password_hash = generate_password_hash(password)
+        changed.append("password")
+    if changed:
+        audit.record("user.update", "user", user.id, {"changed": changed, "role": user.role})
+        db.session.commit()
+    return user
+
+
+def delete_user(user: User) -> None:
+    """Delete a user: their access tokens stop working in every process at once."""
+    if user.role == "admin" and not _admins_left_without(user):
+        raise ApiError(409, "ERR_LAST_ADMIN", "The last admin cannot be deleted")
+    audit.record("user.delete", "user", user.id, {"email": user.email})
+    db.session.delete(user)
+    db.session.commit()
+
+
+# --- login -----------------------------------------------------------------------------
+
+
+def init_login_limit(app: Flask) -> None:
+    """PULSE_LOGIN_RATE_LIMIT on the `limits` library: counters in Redis (every process
+    counts together), in memory in embedded mode."""
+    spec = app.config.get("PULSE_LOGIN_RATE_LIMIT", "0")
+    if spec in ("", "0"):
+        app.extensions["pulse_login_limit"] = None
+        return
+    storage = storage_from_string(app.config.get("REDIS_URL") or "memory://")
+    app.extensions["pulse_login_limit"] = (MovingWindowRateLimiter(storage), parse(spec))
+
+
+def login(email: str, password: str, client_addr: str | None) -> User:
+    """The user these credentials belong to.
+
+    Failed logins are limited per account and per client address: over the limit, 429
+    with Retry-After, before the password is even checked (a guess then tells nothing).
+    A failure counts only against its own account and address, so nobody's failures on
+    other accounts slow a user who knows their password.
+    """
+    account = email.strip().lower()
+    scopes = (("account", account), ("address", client_addr or "unknown"))
+    limiter = current_app.extensions.get("pulse_login_limit")
+    namespace = get_redis().prefix + ":login"
+    if limiter is not None:
+        strategy, limit = limiter
+        for scope, key in scopes:
+            if not strategy.test(limit, namespace, scope, key):
+                reset_at = strategy.get_window_stats(limit, namespace, scope, key).reset_time
+                retry_after = max(1, math.ceil(reset_at - time.time()))
+                raise ApiError(429, "ERR_RATE_LIMITED",
+                               f"Too many failed logins for this {scope}; retry later",
+                               {"retry_after_seconds": retry_after},
+                               headers={"Retry-After": str(retry_after)})
+    user = check_credentials(account, password)
+    if user is not None:
+        return user
+    if limiter is not None:
+        for scope, key in scopes:
+            strategy.hit(limit, namespace, scope, key)
+    audit.record("login.failure", "user", None, {"email": account[:255]})
+    db.session.commit()
+    raise ApiError(401, "ERR_INVALID_CREDENTIALS", "Wrong email or password")
 
 
 def check_credentials(email: str, password: str) -> User | None:
@@ -76,132 +171,29 @@ def _dummy_hash() -> str:
     return _DUMMY[0]
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_ACCESS_SALT)
-
-
 def issue_access_token(user: User) -> tuple[str, int]:
     expires_in = current_app.config["PULSE_ACCESS_TOKEN_SECONDS"]
-    return _serializer().dumps({"uid": str(user.id)}), expires_in
+    return serializer().dumps({"uid": str(user.id)}), expires_in
 
 
-def _principal_from_access_token(token: str) -> Principal | None:
-    try:
-        data = _serializer().loads(token, max_age=current_app.config["PULSE_ACCESS_TOKEN_SECONDS"])
-        user_id = uuid.UUID(data["uid"])
-    except (BadSignature, SignatureExpired, KeyError, ValueError, TypeError):
-        return None
-    # The signature and expiry are checked every time; the user's role comes from the
-    # database through the short-lived principal cache.
-    return _cached(f"user:{user_id}", lambda: _user_principal(user_id))
-
-
-def _user_principal(user_id: uuid.UUID) -> Principal | None:
-    user = db.session.get(User, user_id)
-    return Principal("user", user.id, user.role) if user else None
-
-
-def password_stamp(user: User) -> str:
-    """A short digest of the user's password hash: a dashboard session carries it, so a
-    password change ends every session opened with the old password."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
-
-
-def session_principal(user_id: str, stamp: str) -> Principal | None:
-    """The principal of a dashboard session (user id and password stamp), or None when
-    the user is gone or changed password. Through the same 5 s cache as access tokens."""
-    try:
-        uid = uuid.UUID(str(user_id))
-    except ValueError:
-        return None
-
-    def resolve() -> Principal | None:
-        user = db.session.get(User, uid)
-        if user is None or password_stamp(user) != stamp:
-            return None
-        return Principal("user", user.id, user.role)
-
-    return _cached(f"session:{uid}:{stamp}", resolve)
+# --- API tokens --------------------------------------------------------------------------
 
 
 def create_api_token(name: str, role: str, created_by: uuid.UUID | None) -> tuple[ApiToken, str]:
     token = new_token(API_PREFIX)
-    row = ApiToken(name=name, role=role, token_hash=hash_token(token), created_by=created_by)
+    row = ApiToken(id=uuid.uuid4(), name=name, role=role, token_hash=hash_token(token),
+                   created_by=created_by)
     db.session.add(row)
+    audit.record("api_token.create", "api_token", row.id, {"name": name, "role": role})
     db.session.commit()
     return row, token
 
 
 def revoke_api_token(token_id: uuid.UUID) -> ApiToken | None:
+    """Revoke an API token: it stops working in every process at once."""
     row = db.session.get(ApiToken, token_id)
     if row is not None and row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
+        audit.record("api_token.revoke", "api_token", row.id, {"name": row.name})
         db.session.commit()
-        forget_principals()
     return row
-
-
-def _principal_from_api_token(token: str) -> Principal | None:
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None or row.revoked_at is not None or not hashes_match(row.token_hash, token):
-        return None
-    now = datetime.now(UTC)
-    last = row.last_used_at
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
-    if last is None or now - last > _LAST_USED_RESOLUTION:
-        row.last_used_at = now  # written at most once a minute per token
-        db.session.commit()
-    return Principal("api_token", row.id, row.role)
-
-
-def _principal_from_node_token(token: str) -> Principal | None:
-    node = db.session.scalar(select(Node).where(Node.token_hash == hash_token(token)))
-    if node is None or not hashes_match(node.token_hash, token):
-        return None
-    return Principal("node", node.id, None, node_id=node.id)
-
-
-# Resolved user and API-token principals, kept in-process for at most 5 s (SPEC §2:
-# a revoked token stops working within 5 s everywhere; at once in the revoking process).
-PRINCIPAL_CACHE_SECONDS = 5.0
-_PRINCIPAL_CACHE_MAX = 10_000
-_principals: dict[str, tuple[float, Principal]] = {}
-
-
-def authenticate(token: str, allow_node: bool = False) -> Principal | None:
-    """Resolve a bearer token to a principal, or None."""
-    if not token:
-        return None
-    if token.startswith(NODE_PREFIX):
-        return _principal_from_node_token(token) if allow_node else None
-    if token.startswith(API_PREFIX):
-        return _cached(f"api:{hash_token(token)}", lambda: _principal_from_api_token(token))
-    return _principal_from_access_token(token)
-
-
-def _cached(name: str, resolve) -> Principal | None:
-    # Keyed per app too: apps in one process (tests) may differ in secret and database.
-    key = f"{id(current_app._get_current_object())}:{name}"
-    now = time.monotonic()
-    cached = _principals.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    principal = resolve()
-    if principal is not None:
-        if len(_principals) >= _PRINCIPAL_CACHE_MAX:
-            _principals.clear()
-        _principals[key] = (now + PRINCIPAL_CACHE_SECONDS, principal)
-    return principal
-
-
-def forget_principals(*_args) -> None:
-    """Drop this process's cached principals (after a revocation or a user change)."""
-    _principals.clear()
-
-
-# A user demoted or deleted, or an API token revoked, loses its rights in this process at
-# once; other processes' cached entries expire within PRINCIPAL_CACHE_SECONDS.
-for _model in (User, ApiToken):
-    event.listen(_model, "after_update", forget_principals)
-    event.listen(_model, "after_delete", forget_principals)

@@ -10,6 +10,7 @@ from app.extensions import db
 from app.ingest.node_lookup import invalidate_node
 from app.models import Probe
 from app.models.probe import PROBE_SETTINGS, config_version_of
+from app.services import audit
 
 
 def beacon_config(node_id: uuid.UUID) -> dict:
@@ -52,6 +53,8 @@ def declare_probes(node_id: uuid.UUID, declared: list[dict]) -> dict:
         if probe.source == "beacon" and key not in wanted:
             db.session.delete(probe)
             changed = True
+    if changed:
+        audit.record("probes.declare", "node", node_id, {"probes": len(wanted)})
     db.session.commit()
     if changed:  # a Beacon restart re-declaring the same probes voids no cache anywhere
         invalidate_node(node_id)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from app.errors import ApiError
 from app.extensions import db
 from app.models import DriftExpected, DriftInstance
+from app.services import audit
 
+# A full app/profile makes room only as silent instances are forgotten (hourly).
+FULL_RETRY_AFTER_SECONDS = 3600
 REPORTED_FIELDS = ("config_version", "hostname", "ip_address", "region", "kubernetes_pod",
                    "kubernetes_namespace", "health")
 
@@ -25,13 +29,20 @@ def is_drifted(reported: str | None, expected: str | None) -> bool:
     return expected is not None and reported != expected
 
 
-def record_heartbeat(app_name: str, profile: str, report: dict) -> dict:
-    """Upsert the instance; answer {registered, expected_version, drift_detected}."""
+def record_heartbeat(app_name: str, profile: str, report: dict,
+                     max_instances: int | None = None) -> dict:
+    """Upsert the instance; answer {registered, expected_version, drift_detected}.
+
+    A new instance beyond `max_instances` of its app/profile is refused (429): one
+    reporter minting fresh instance ids must not grow the table without bound.
+    """
     now = datetime.now(UTC)
     identity = (DriftInstance.app == app_name, DriftInstance.profile == profile,
                 DriftInstance.instance_id == report["instance_id"])
     instance = db.session.scalar(select(DriftInstance).where(*identity))
     registered = instance is None
+    if registered and max_instances is not None:
+        _check_room(app_name, profile, max_instances)
     if registered:
         instance = DriftInstance(app=app_name, profile=profile,
                                  instance_id=report["instance_id"], first_seen_at=now)
@@ -53,6 +64,26 @@ def record_heartbeat(app_name: str, profile: str, report: dict) -> dict:
             "drift_detected": is_drifted(instance.config_version, expected)}
 
 
+def _check_room(app_name: str, profile: str, max_instances: int) -> None:
+    count = db.session.scalar(select(func.count()).select_from(DriftInstance).where(
+        DriftInstance.app == app_name, DriftInstance.profile == profile))
+    if count >= max_instances:
+        raise ApiError(429, "ERR_TOO_MANY_INSTANCES",
+                       f"{app_name}/{profile} has {count} SDK instances, the most kept "
+                       f"(PULSE_DRIFT_MAX_INSTANCES); silent ones are forgotten",
+                       {"max_instances": max_instances},
+                       headers={"Retry-After": str(FULL_RETRY_AFTER_SECONDS)})
+
+
+def forget_silent_instances(forget_hours: int, now: datetime | None = None) -> int:
+    """Delete SDK instances silent for `forget_hours` or more; how many."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(hours=forget_hours)
+    deleted = db.session.execute(
+        delete(DriftInstance).where(DriftInstance.last_seen_at < cutoff)).rowcount
+    db.session.commit()
+    return deleted
+
+
 def set_expected(app_name: str, profile: str, version: str) -> DriftExpected:
     row = db.session.scalar(select(DriftExpected).where(
         DriftExpected.app == app_name, DriftExpected.profile == profile))
@@ -61,6 +92,8 @@ def set_expected(app_name: str, profile: str, version: str) -> DriftExpected:
         db.session.add(row)
     else:
         row.expected_version = version
+    audit.record("drift_expected.set", "drift_expected", f"{app_name}/{profile}",
+                 {"expected_version": version})
     db.session.commit()
     return row
 

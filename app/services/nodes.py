@@ -12,6 +12,7 @@ from app.errors import ApiError
 from app.extensions import db
 from app.ingest.node_lookup import forget_token, invalidate_node
 from app.models import EnrollmentToken, Node
+from app.services import audit
 from app.tokens import ENROLL_PREFIX, NODE_PREFIX, hash_token, new_token
 
 ONLINE_WINDOW = timedelta(minutes=3)
@@ -43,9 +44,11 @@ def create_node(name: str, region: str | None = None, labels: dict | None = None
     return _insert_node(node), token
 
 
-def _insert_node(node: Node) -> Node:
+def _insert_node(node: Node, action: str = "node.create") -> Node:
     """Commit a new node; a concurrent create of the same name is the same 409."""
+    node.id = node.id or uuid.uuid4()  # the audit row names it before the insert
     db.session.add(node)
+    audit.record(action, "node", node.id, {"name": node.name})
     try:
         db.session.commit()
     except IntegrityError as exc:
@@ -60,6 +63,7 @@ def update_node(node: Node, changes: dict) -> Node:
         raise node_exists_error(name)
     for key, value in changes.items():
         setattr(node, "metadata_" if key == "metadata" else key, value)
+    audit.record("node.update", "node", node.id, {"changed": sorted(changes)})
     try:
         db.session.commit()
     except IntegrityError as exc:
@@ -73,6 +77,7 @@ def rotate_node_token(node: Node) -> str:
     old_hash = node.token_hash
     token = new_token(NODE_PREFIX)
     node.token_hash = hash_token(token)
+    audit.record("node.rotate_token", "node", node.id, {"name": node.name})
     db.session.commit()
     forget_token(old_hash)
     invalidate_node(node.id)
@@ -81,6 +86,7 @@ def rotate_node_token(node: Node) -> str:
 
 def delete_node(node: Node) -> None:
     node_id, token_hash = node.id, node.token_hash
+    audit.record("node.delete", "node", node.id, {"name": node.name})
     db.session.delete(node)
     db.session.commit()
     forget_token(token_hash)
@@ -109,10 +115,12 @@ def create_enrollment_token(expires_in_seconds: int, uses: int,
                             created_by: uuid.UUID | None) -> tuple[EnrollmentToken, str]:
     token = new_token(ENROLL_PREFIX)
     row = EnrollmentToken(
-        token_hash=hash_token(token), uses_left=uses, created_by=created_by,
+        id=uuid.uuid4(), token_hash=hash_token(token), uses_left=uses, created_by=created_by,
         expires_at=datetime.now(UTC) + timedelta(seconds=expires_in_seconds),
     )
     db.session.add(row)
+    audit.record("enrollment_token.create", "enrollment_token", row.id,
+                 {"uses": uses, "expires_in_seconds": expires_in_seconds})
     db.session.commit()
     return row, token
 
@@ -145,4 +153,4 @@ def enroll_node(enroll_token: str, name: str, metadata: dict | None) -> tuple[No
     node = Node(name=name, region=metadata.get("region"), labels={}, metadata_=metadata,
                 hostname=metadata.get("hostname"), ip_address=metadata.get("ip_address"),
                 token_hash=hash_token(token))
-    return _insert_node(node), token
+    return _insert_node(node, "node.enroll"), token

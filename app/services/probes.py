@@ -15,6 +15,7 @@ from app.extensions import db
 from app.ingest.node_lookup import invalidate_node
 from app.models import Node, Probe
 from app.models.probe import config_version_of
+from app.services import audit
 
 
 def probe_exists_error(data: dict) -> ApiError:
@@ -55,11 +56,17 @@ def create_probe(data: dict, source: str = "api") -> Probe:
     _require_node(data["node_id"])
     if _duplicate(data["node_id"], data["type"], data["target"], data["port"]):
         raise probe_exists_error(data)
-    probe = Probe(source=source, **data)
+    probe = Probe(id=uuid.uuid4(), source=source, **data)
     db.session.add(probe)
+    audit.record("probe.create", "probe", probe.id, _probe_details(probe))
     _commit_or_conflict(data)
     invalidate_node(probe.node_id)
     return probe
+
+
+def _probe_details(probe: Probe) -> dict:
+    return {"node_id": str(probe.node_id), "type": probe.type, "target": probe.target,
+            "port": probe.port}
 
 
 def get_probe(probe_id) -> Probe:
@@ -86,6 +93,8 @@ def update_probe(probe: Probe, changes: dict) -> Probe:
     for key, value in changes.items():
         if key != "node_id":
             setattr(probe, key, value)
+    audit.record("probe.update", "probe", probe.id,
+                 {"changed": sorted(k for k in changes if k != "node_id")})
     _commit_or_conflict(merged)
     invalidate_node(probe.node_id)
     return probe
@@ -93,6 +102,7 @@ def update_probe(probe: Probe, changes: dict) -> Probe:
 
 def delete_probe(probe: Probe) -> None:
     node_id = probe.node_id
+    audit.record("probe.delete", "probe", probe.id, _probe_details(probe))
     db.session.delete(probe)
     db.session.commit()
     invalidate_node(node_id)

@@ -17,6 +17,9 @@ from app.telemetry.alert_stats import AlertStatsCollector
 STATS_FIELDS = {
     b"rows_flushed": ("pulse_rows_flushed_total", "Raw rows written to the database", "counter"),
     b"task_retries": ("pulse_task_retries_total", "Celery task retries", "counter"),
+    b"node_state_quarantined": ("pulse_node_state_quarantined_total",
+                                "Nodes whose reported state the database refused (its "
+                                "last-seen time kept, the rest dropped)", "counter"),
     b"flush_lag_ms": ("pulse_flush_lag_seconds", "Accept-to-row lag of the last flush", "gauge"),
     b"last_flush_ms": ("pulse_last_flush_timestamp_seconds", "When the last flush ended",
                        "gauge"),

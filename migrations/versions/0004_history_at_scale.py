@@ -1,7 +1,7 @@
 """history at scale: partitioned metrics (PostgreSQL), hourly rollups
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003_audit_log
 Create Date: 2026-11-29 16:40:00
 
 On PostgreSQL the existing `metrics` table is converted in place, keeping every row:
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0004'
-down_revision = '0002'
+down_revision = '0003_audit_log'
 branch_labels = None
 depends_on = None
 

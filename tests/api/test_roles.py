@@ -29,7 +29,7 @@ class Objects:
     def __init__(self, app):
         self.app = app
         self.tag = uuid.uuid4().hex[:10]
-        self._node = self._probe = self._token = None
+        self._node = self._probe = self._token = self._user = None
 
     @property
     def node(self) -> str:
@@ -92,6 +92,16 @@ class Objects:
         return self._token
 
 
+    @property
+    def user(self) -> str:
+        if self._user is None:
+            with self.app.app_context():
+                row = auth_service.create_user(f"u-{self.tag}@example.test", "long enough",
+                                               "viewer")
+                self._user = str(row.id)
+        return self._user
+
+
 def jsonable(body: dict) -> dict:
     return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in body.items()}
 
@@ -146,6 +156,10 @@ MATRIX = [
     ("GET", "/api/v1/silences", None, "viewer", 200),
     ("POST", "/api/v1/silences", lambda o: SILENCE_BODY, "operator", 201),
     ("DELETE", "/api/v1/silences/{silence}", None, "operator", 204),
+    ("GET", "/api/v1/users/{user}", None, "admin", 200),
+    ("PATCH", "/api/v1/users/{user}", lambda o: {"role": "operator"}, "admin", 200),
+    ("DELETE", "/api/v1/users/{user}", None, "admin", 204),
+    ("GET", "/api/v1/audit-log", None, "admin", 200),
     ("GET", "/api/drift/instances", None, "viewer", 200),
     ("PUT", "/api/drift/expected/payments/production", lambda o: {"expected_version": "v1"},
      "operator", 200),
@@ -167,7 +181,8 @@ def bearers(shared_app, shared_personas):
 def call(client, app, method, path, body, headers, objects=None):
     objects = objects or Objects(app)
     filled = path.format_map({k: getattr(objects, k) for k in (
-        "node", "probe", "api_token", "rule", "channel", "silence") if "{" + k + "}" in path})
+        "node", "probe", "api_token", "rule", "channel", "silence", "user")
+        if "{" + k + "}" in path})
     kwargs = {"json": body(objects)} if body else {}
     return client.open(filled, method=method, headers=headers, **kwargs)
 
@@ -205,7 +220,8 @@ def test_matrix_covers_every_management_route(shared_app):
         template = path.split("?")[0]
         for name, arg in (("{node}", "<node_id>"), ("{probe}", "<probe_id>"),
                           ("{api_token}", "<token_id>"), ("{rule}", "<rule_id>"),
-                          ("{channel}", "<channel_id>"), ("{silence}", "<silence_id>")):
+                          ("{channel}", "<channel_id>"), ("{silence}", "<silence_id>"),
+                          ("{user}", "<user_id>")):
             template = template.replace(name, arg)
         template = template.replace("payments/production", "<app_name>/<profile>")
         covered.add((method, template))

@@ -78,18 +78,16 @@ def test_logout_ends_the_session(signed_in):
 
 
 def test_a_password_change_ends_existing_sessions(app, signed_in, personas):
-    from werkzeug.security import generate_password_hash
 
     from app.extensions import db
     from app.models import User
-    from app.services.auth import forget_principals
+    from app.services.auth import update_user
 
     client = signed_in("operator")
+    assert client.get("/").status_code == 200
     with app.app_context():
         user = db.session.query(User).filter_by(email=personas["operator"].email).one()
-        user.password_hash = generate_password_hash("another password")
-        db.session.commit()
-    forget_principals()
+        update_user(user, password="another password")  # the service every interface uses
     assert client.get("/").status_code == 302
 
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).with_name("flask"))
 TABLES = {"users", "api_tokens", "nodes", "enrollment_tokens", "probes", "metrics",
-          "drift_instances", "drift_expected", "metric_rollups_hourly",
+          "drift_instances", "drift_expected", "metric_rollups_hourly", "audit_log",
           # alerting (SPEC §11)
           "alert_rules", "alerts", "alert_events", "notification_channels",
           "notification_outbox", "silences"}

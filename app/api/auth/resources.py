@@ -15,6 +15,7 @@ from app.api.auth.schemas import (
     ApiTokenWithSecretSchema,
     LoginSchema,
     UserCreateSchema,
+    UserPatchSchema,
     UserSchema,
 )
 from app.api.common import Blueprint
@@ -23,18 +24,18 @@ from app.errors import ApiError
 from app.extensions import db
 from app.models import ApiToken, User
 from app.services import auth as auth_service
-from app.services import login as login_service
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Login, users, API tokens")
 
 
 @blp.route("/auth/login", methods=["POST"])
+@blp.doc(security=[])
 @blp.arguments(LoginSchema)
 @blp.response(200, AccessTokenSchema)
+@blp.alt_response(429, description="Too many failed logins for this account or address")
 def login(data):
     """Exchange email and password for a bearer access token"""
-    # The same login (and failed-login limit) as the dashboard's form.
-    user = login_service.login(data["email"], data["password"], request.remote_addr)
+    user = auth_service.login(data["email"], data["password"], request.remote_addr)
     token, expires_in = auth_service.issue_access_token(user)
     return {"access_token": token, "token_type": "Bearer", "expires_in": expires_in,
             "role": user.role}
@@ -98,3 +99,26 @@ class UserCollection(MethodView):
             return auth_service.create_user(data["email"], data["password"], data["role"])
         except auth_service.AuthError as exc:
             raise ApiError(409, "ERR_USER_EXISTS", str(exc)) from exc
+
+
+@blp.route("/users/<user_id>")
+class UserItem(MethodView):
+    @require_role("admin")
+    @blp.response(200, UserSchema)
+    def get(self, user_id):
+        """Get a user"""
+        return auth_service.get_user(user_id)
+
+    @require_role("admin")
+    @blp.arguments(UserPatchSchema)
+    @blp.response(200, UserSchema)
+    def patch(self, data, user_id):
+        """Change a user's role or password; applies in every process at once"""
+        return auth_service.update_user(auth_service.get_user(user_id), data.get("role"),
+                                        data.get("password"))
+
+    @require_role("admin")
+    @blp.response(204)
+    def delete(self, user_id):
+        """Delete a user; their access tokens stop working at once"""
+        auth_service.delete_user(auth_service.get_user(user_id))

@@ -6,11 +6,12 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.common import UtcDateTime
+from app.api.fields import Text
 from app.models.user import ROLES
 
 
 class LoginSchema(ma.Schema):
-    email = fields.String(required=True, validate=validate.Length(1, 255))
+    email = Text(255, 1, required=True)
     password = fields.String(required=True, validate=validate.Length(1, 1024))
 
 
@@ -22,7 +23,9 @@ class AccessTokenSchema(ma.Schema):
 
 
 class ApiTokenCreateSchema(ma.Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 255))
+    error_codes = {"name": "ERR_INVALID_NAME", "role": "ERR_INVALID_ROLE"}
+
+    name = Text(255, 1, required=True)
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
 
 
@@ -40,10 +43,23 @@ class ApiTokenWithSecretSchema(ApiTokenSchema):
     token = fields.String(metadata={"description": "Shown once; only its hash is stored"})
 
 
+USER_ERROR_CODES = {"email": "ERR_INVALID_EMAIL", "password": "ERR_INVALID_PASSWORD",
+                    "role": "ERR_INVALID_ROLE"}
+
+
 class UserCreateSchema(ma.Schema):
-    email = fields.Email(required=True)
+    error_codes = USER_ERROR_CODES
+
+    email = fields.Email(required=True, validate=validate.Length(max=255))
     password = fields.String(required=True, load_only=True, validate=validate.Length(8, 1024))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class UserPatchSchema(ma.Schema):
+    error_codes = USER_ERROR_CODES
+
+    role = fields.String(validate=validate.OneOf(ROLES))
+    password = fields.String(load_only=True, validate=validate.Length(8, 1024))
 
 
 class UserSchema(ma.Schema):

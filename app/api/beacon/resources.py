@@ -6,7 +6,6 @@ body shape and ranges (400) → probe ownership (400).
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from flask import jsonify, make_response, request
@@ -24,7 +23,7 @@ from app.api.beacon.schemas import (
     RegisteredSchema,
     RegisterSchema,
 )
-from app.api.common import Blueprint, load_json_body, require_json_body
+from app.api.common import Blueprint, load_json_body, parse_json_body, require_json_body
 from app.api.security import bearer_token
 from app.errors import ApiError
 from app.ingest.fast_path import BACKEND_DOWN, RATE_COUNTED
@@ -52,10 +51,7 @@ def authenticated_node() -> uuid.UUID:
 
 def _json_body():
     require_json_body()
-    try:
-        return json.loads(request.get_data(cache=True) or b"null")
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiError(400, "ERR_INVALID_JSON", "Request body is not valid JSON") from exc
+    return parse_json_body(request.get_data(cache=True))
 
 
 def _ownership_checked(body, node_id: uuid.UUID) -> None:
@@ -71,6 +67,7 @@ def _ownership_checked(body, node_id: uuid.UUID) -> None:
 
 
 @blp.route("/register", methods=["POST"])
+@blp.doc(security=[])
 @blp.arguments(RegisterSchema)
 @blp.response(201, RegisteredSchema)
 def register(data):

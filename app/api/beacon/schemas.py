@@ -8,14 +8,17 @@ import math
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from app.api.fields import FlatMetadata, Text
 from app.api.probes.schemas import PROBE_ERROR_CODES, ProbeRunSchema, ProbeSettingsSchema
 from app.ingest.rules import MAX_RESULTS, NULLABLE_REQUIRED, NUMBER_RULES, VERSION_MAX
 
 
 class RegisterSchema(ma.Schema):
-    enroll_token = fields.String(required=True, validate=validate.Length(1, 200))
-    name = fields.String(required=True, validate=validate.Length(1, 255))
-    metadata = fields.Dict(load_default=dict)
+    error_codes = {"name": "ERR_INVALID_NAME", "metadata": "ERR_INVALID_METADATA"}
+
+    enroll_token = Text(200, 1, required=True)
+    name = Text(255, 1, required=True)
+    metadata = FlatMetadata(load_default=dict)
 
 
 class RegisteredSchema(ma.Schema):

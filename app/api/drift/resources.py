@@ -51,10 +51,13 @@ class DriftHeartbeat(MethodView):
     @reporter_required
     @blp.arguments(DriftHeartbeatSchema)
     @blp.response(200, DriftAnswerSchema)
+    @blp.alt_response(429, description="The app/profile holds PULSE_DRIFT_MAX_INSTANCES "
+                                       "instances already")
     def post(self, data, app_name, profile):
         """An SDK instance reports its config version; the answer says if it drifted"""
         _check_names(app_name, profile)
-        return drift_service.record_heartbeat(app_name, profile, data)
+        return drift_service.record_heartbeat(
+            app_name, profile, data, current_app.config["PULSE_DRIFT_MAX_INSTANCES"])
 
 
 

@@ -6,20 +6,24 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.common import UtcDateTime
+from app.api.fields import FlatMetadata, Text
 
-SHORT = validate.Length(max=255)
+# app and profile: in paths and in the instance list's query.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 
 class DriftHeartbeatSchema(ma.Schema):
-    instance_id = fields.String(required=True, validate=validate.Length(1, 255))
-    config_version = fields.String(required=True, validate=validate.Length(max=128))
-    hostname = fields.String(allow_none=True, validate=SHORT)
-    ip_address = fields.String(allow_none=True, validate=validate.Length(max=64))
-    region = fields.String(allow_none=True, validate=validate.Length(max=64))
-    kubernetes_pod = fields.String(allow_none=True, validate=SHORT)
-    kubernetes_namespace = fields.String(allow_none=True, validate=SHORT)
-    metadata = fields.Dict(allow_none=True)
-    health = fields.String(load_default="healthy", validate=validate.Length(1, 32))
+    error_codes = {"metadata": "ERR_INVALID_METADATA"}
+
+    instance_id = Text(255, 1, required=True)
+    config_version = Text(128, required=True)
+    hostname = Text(255, allow_none=True)
+    ip_address = Text(64, allow_none=True)
+    region = Text(64, allow_none=True)
+    kubernetes_pod = Text(255, allow_none=True)
+    kubernetes_namespace = Text(255, allow_none=True)
+    metadata = FlatMetadata(allow_none=True)
+    health = Text(32, 1, load_default="healthy")
 
 
 class DriftAnswerSchema(ma.Schema):
@@ -29,7 +33,7 @@ class DriftAnswerSchema(ma.Schema):
 
 
 class ExpectedSchema(ma.Schema):
-    expected_version = fields.String(required=True, validate=validate.Length(1, 128))
+    expected_version = Text(128, 1, required=True)
 
 
 class ExpectedAnswerSchema(ma.Schema):
@@ -39,8 +43,10 @@ class ExpectedAnswerSchema(ma.Schema):
 
 
 class InstanceArgsSchema(ma.Schema):
-    app = fields.String(load_default=None)
-    profile = fields.String(load_default=None)
+    error_codes = {"app": "ERR_INVALID_APP", "profile": "ERR_INVALID_PROFILE"}
+
+    app = fields.String(load_default=None, validate=validate.Regexp(NAME_PATTERN))
+    profile = fields.String(load_default=None, validate=validate.Regexp(NAME_PATTERN))
 
 
 class InstanceSchema(ma.Schema):

@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.common import UtcDateTime
+from app.api.fields import QueryTime
 from app.timeutil import from_ms, iso_utc
 
 
@@ -22,8 +23,8 @@ class MetricsArgsSchema(ma.Schema):
                    "resolution": "ERR_VALIDATION", "format": "ERR_VALIDATION"}
 
     probe_id = fields.UUID(load_default=None)
-    from_ = fields.AwareDateTime(data_key="from", load_default=None, default_timezone=None)
-    to = fields.AwareDateTime(load_default=None)
+    from_ = QueryTime(data_key="from", load_default=None, default_timezone=None)
+    to = QueryTime(load_default=None)
     resolution = fields.String(load_default="auto",
                                validate=validate.OneOf(("raw", "1m", "1h", "auto")))
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")),

@@ -6,20 +6,26 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api.common import PaginationSchema, StrictInteger, UtcDateTime
+from app.api.fields import Labels, Text, page_field
 
-NAME = validate.Length(1, 255)
+NODE_ERROR_CODES = {"name": "ERR_INVALID_NAME", "region": "ERR_INVALID_REGION",
+                    "labels": "ERR_INVALID_LABELS"}
 
 
 class NodeCreateSchema(ma.Schema):
-    name = fields.String(required=True, validate=NAME)
-    region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
-    labels = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    error_codes = NODE_ERROR_CODES
+
+    name = Text(255, 1, required=True)
+    region = Text(64, load_default=None, allow_none=True)
+    labels = Labels(load_default=dict)
 
 
 class NodeUpdateSchema(ma.Schema):
-    name = fields.String(validate=NAME)
-    region = fields.String(allow_none=True, validate=validate.Length(max=64))
-    labels = fields.Dict(keys=fields.String(), values=fields.String())
+    error_codes = NODE_ERROR_CODES
+
+    name = Text(255, 1)
+    region = Text(64, allow_none=True)
+    labels = Labels()
 
 
 class NodeSchema(ma.Schema):
@@ -50,7 +56,7 @@ class NodeListSchema(ma.Schema):
 
 
 class NodeListArgsSchema(ma.Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = page_field()
     per_page = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 

@@ -12,6 +12,7 @@ from app.api.common import (
     UtcDateTime,
     iso_utc,
 )
+from app.api.fields import Text, page_field
 from app.models.probe import COUNT_RANGE, INTERVAL_RANGE, PORT_RANGE, PROBE_TYPES, TIMEOUT_RANGE
 from app.services.targets import canonical_target, target_problem
 
@@ -67,7 +68,7 @@ class ProbeSettingsSchema(ma.Schema):
 
 class ProbeCreateSchema(ProbeSettingsSchema):
     node_id = fields.UUID(required=True)
-    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
+    name = Text(255, load_default=None, allow_none=True)
     enabled = StrictBoolean(load_default=True)
 
 
@@ -84,7 +85,7 @@ class ProbePatchSchema(ma.Schema):
     interval_seconds = StrictInteger(validate=_range(INTERVAL_RANGE))
     count = StrictInteger(validate=_range(COUNT_RANGE))
     timeout_seconds = StrictInteger(validate=_range(TIMEOUT_RANGE))
-    name = fields.String(allow_none=True, validate=validate.Length(max=255))
+    name = Text(255, allow_none=True)
     enabled = StrictBoolean()
 
 
@@ -127,7 +128,7 @@ class ProbeListArgsSchema(ma.Schema):
 
     node_id = fields.UUID()
     type = ProbeType()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = page_field()
     per_page = fields.Integer(load_default=50, validate=validate.Range(1, 500))
 
 

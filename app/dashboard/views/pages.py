@@ -12,8 +12,8 @@ from app.dashboard.charts import sparkline
 from app.dashboard.security import current_principal, safe_next, signed_in
 from app.errors import ApiError
 from app.services import drift as drift_service
+from app.services.auth import login as login_service
 from app.services.auth import password_stamp
-from app.services.login import login as login_service
 from app.services.matrix import matrix as build_matrix
 from app.services.overview import SORT_KEYS, STATUSES
 from app.services.overview import overview as build_overview
