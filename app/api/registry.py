@@ -21,11 +21,12 @@ def register_blueprints(app: Flask, api: Api) -> None:
     from app.api.notification_channels.resources import blp as channels_blp
     from app.api.ops import assets, ops
     from app.api.probes.resources import blp as probes_blp
+    from app.api.prometheus.resources import blp as prometheus_blp
     from app.api.reports.resources import blp as reports_blp
     from app.api.silences.resources import blp as silences_blp
 
     for blp in (auth_blp, nodes_blp, probes_blp, beacon_blp, metrics_blp, drift_blp, audit_blp,
-                reports_blp, ops):
+                reports_blp, prometheus_blp, ops):
         api.register_blueprint(blp)
     for blp in (alert_rules_blp, alerts_blp, alert_events_blp, channels_blp, silences_blp):
         api.register_blueprint(blp)

@@ -93,6 +93,29 @@ class Objects:
 
 
     @property
+    def enrollment(self) -> str:
+        with self.app.app_context():
+            row, _ = node_service.create_enrollment_token(600, 1, None)
+            return str(row.id)
+
+    @property
+    def expected(self) -> str:
+        from app.services import drift as drift_service
+
+        with self.app.app_context():
+            drift_service.set_expected(f"app-{self.tag}", "production", "v1")
+        return f"app-{self.tag}/production"
+
+    @property
+    def instance(self) -> str:
+        from app.services import drift as drift_service
+
+        with self.app.app_context():
+            drift_service.record_heartbeat(f"app-{self.tag}", "production", {
+                "instance_id": "host-1", "config_version": "v1", "health": "healthy"}, 1000)
+        return f"app-{self.tag}/production/host-1"
+
+    @property
     def user(self) -> str:
         if self._user is None:
             with self.app.app_context():
@@ -161,6 +184,12 @@ MATRIX = [
     ("DELETE", "/api/v1/users/{user}", None, "admin", 204),
     ("GET", "/api/v1/audit-log", None, "admin", 200),
     ("GET", "/api/drift/instances", None, "viewer", 200),
+    ("DELETE", "/api/drift/instances/{instance}", None, "operator", 204),
+    ("GET", "/api/drift/expected/{expected}", None, "viewer", 200),
+    ("DELETE", "/api/drift/expected/{expected}", None, "operator", 204),
+    ("GET", "/api/v1/enrollment-tokens", None, "operator", 200),
+    ("DELETE", "/api/v1/enrollment-tokens/{enrollment}", None, "operator", 204),
+    ("GET", "/api/v1/prometheus/probes", None, "viewer", 200),
     ("PUT", "/api/drift/expected/payments/production", lambda o: {"expected_version": "v1"},
      "operator", 200),
 ]
@@ -181,8 +210,8 @@ def bearers(shared_app, shared_personas):
 def call(client, app, method, path, body, headers, objects=None):
     objects = objects or Objects(app)
     filled = path.format_map({k: getattr(objects, k) for k in (
-        "node", "probe", "api_token", "rule", "channel", "silence", "user")
-        if "{" + k + "}" in path})
+        "node", "probe", "api_token", "rule", "channel", "silence", "user", "enrollment",
+        "expected", "instance") if "{" + k + "}" in path})
     kwargs = {"json": body(objects)} if body else {}
     return client.open(filled, method=method, headers=headers, **kwargs)
 
@@ -221,7 +250,9 @@ def test_matrix_covers_every_management_route(shared_app):
         for name, arg in (("{node}", "<node_id>"), ("{probe}", "<probe_id>"),
                           ("{api_token}", "<token_id>"), ("{rule}", "<rule_id>"),
                           ("{channel}", "<channel_id>"), ("{silence}", "<silence_id>"),
-                          ("{user}", "<user_id>")):
+                          ("{user}", "<user_id>"), ("{enrollment}", "<token_id>"),
+                          ("{expected}", "<app_name>/<profile>"),
+                          ("{instance}", "<app_name>/<profile>/<instance_id>")):
             template = template.replace(name, arg)
         template = template.replace("payments/production", "<app_name>/<profile>")
         covered.add((method, template))
