@@ -33,6 +33,16 @@ beat_schedule = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 60},
     },
+    "evaluate-alerts": {
+        "task": "worker.tasks.evaluate_alerts",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 60},
+    },
+    "sweep-notifications": {
+        "task": "worker.tasks.sweep_notifications",
+        "schedule": 15.0,
+        "options": {"expires": 15},
+    },
     "prune-metrics": {
         "task": "worker.tasks.prune_metrics",
         "schedule": crontab(minute=7),

@@ -23,6 +23,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     settings = config if isinstance(config, dict) else (config or Config()).as_dict()
     app.config.update(settings)
+    if app.config.get("PROMETHEUS_MULTIPROC_DIR"):
+        # prometheus_client writes there from the first labelled metric on, in every
+        # process (a `flask db upgrade` release phase included), not only under gunicorn.
+        os.makedirs(app.config["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(

@@ -84,6 +84,13 @@ class Config:
         # Accepted single heartbeats answered below Flask's dispatch (app/ingest/fast_path.py).
         self.PULSE_HEARTBEAT_FAST_PATH = env.get("PULSE_HEARTBEAT_FAST_PATH", "1") != "0"
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
+        # Alerting (SPEC §11): where Pulse is reached (links in notifications), and how
+        # deliveries are retried: first delay (doubling, at most 300 s), attempts in all,
+        # and how long a delivery may stay claimed before the sweep takes it back.
+        self.PULSE_EXTERNAL_URL = env.get("PULSE_EXTERNAL_URL", "").rstrip("/")
+        self.PULSE_NOTIFY_BACKOFF_SECONDS = _int(env, "PULSE_NOTIFY_BACKOFF_SECONDS", 10, 1)
+        self.PULSE_NOTIFY_MAX_ATTEMPTS = _int(env, "PULSE_NOTIFY_MAX_ATTEMPTS", 8, 1)
+        self.PULSE_NOTIFY_CLAIM_SECONDS = _int(env, "PULSE_NOTIFY_CLAIM_SECONDS", 120, 10)
         # Failed logins per account and per client address, API and dashboard alike.
         self.PULSE_LOGIN_RATE_LIMIT = env.get("PULSE_LOGIN_RATE_LIMIT", "10/minute")
         # The `make run` demo node and Beacon (embedded mode only; never with REDIS_URL).

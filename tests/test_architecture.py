@@ -22,6 +22,7 @@ RANKS = [
     ("history", ("app.history",)),
     ("ingest", ("app.ingest",)),
     ("services", ("app.services",)),
+    ("alerts", ("app.alerts",)),
     ("interfaces", ("app.api", "app.cli", "app.dashboard")),
     ("factory", ("app",)),
     ("worker", ("worker", "wsgi")),

@@ -37,6 +37,7 @@ def task_functions() -> dict[str, Callable[[], object]]:
 
     return {task.name: task for task in (tasks.flush_metrics, tasks.aggregate_minute,
                                          tasks.prune_metrics, tasks.maintain_partitions,
+                                         tasks.evaluate_alerts, tasks.sweep_notifications,
                                          tasks.forget_drift_instances)}
 
 

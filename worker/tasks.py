@@ -7,6 +7,8 @@ failed run did not write stays pending in Redis and the next scheduled run takes
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg2
 import redis
 import sqlalchemy.exc
@@ -55,6 +57,48 @@ def maintain_partitions() -> dict:
     from app.history.retention import maintain_partitions as maintain
 
     return maintain()
+
+
+@shared_task(name="worker.tasks.evaluate_alerts", **RETRY)
+def evaluate_alerts(now=None) -> dict:
+    """Judge every alert rule; `now` (a datetime or ISO 8601 string) for back-dated tests."""
+    from app.alerts.evaluation import evaluate
+
+    report = evaluate(_when(now))
+    return {"rules": report.rules, "subjects": report.subjects,
+            "transitions": report.transitions, "deliveries": len(report.outbox)}
+
+
+@shared_task(name="worker.tasks.deliver_notification", bind=True, max_retries=None,
+             **{k: v for k, v in RETRY.items() if k != "max_retries"})
+def deliver_notification(self, outbox_id: int) -> str:
+    """Send one outbox row; a failed attempt retries with the row's backoff (the attempt
+    count lives in the row, so PULSE_NOTIFY_MAX_ATTEMPTS bounds it, not Celery)."""
+    from app.alerts.notifiers import DeliveryFailed
+    from app.alerts.outbox import deliver
+
+    outcome = deliver(outbox_id)
+    if outcome.status == "retry":
+        raise self.retry(countdown=outcome.retry_in_seconds,
+                         exc=DeliveryFailed(outcome.error or "not delivered"))
+    return outcome.status
+
+
+@shared_task(name="worker.tasks.sweep_notifications", **RETRY)
+def sweep_notifications() -> int:
+    """Hand over again the deliveries a dead worker or a lost message left behind."""
+    from app.alerts.dispatch import dispatch
+    from app.alerts.outbox import sweep
+
+    ids = sweep()
+    dispatch(ids)
+    return len(ids)
+
+
+def _when(now):
+    if now is None or isinstance(now, datetime):
+        return now
+    return datetime.fromisoformat(str(now).replace("Z", "+00:00"))
 
 
 @shared_task(name="worker.tasks.forget_drift_instances", **RETRY)

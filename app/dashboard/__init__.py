@@ -12,7 +12,7 @@ from app.dashboard.security import DashboardSessions, add_page_headers
 def init_dashboard(app: Flask) -> None:
     """Sessions on page paths, the blueprint, page headers and page errors. Called after
     the API's error handlers are registered (they are wrapped, not replaced)."""
-    from app.dashboard.views import manage, node, pages  # noqa: F401 (routes on bp)
+    from app.dashboard.views import alerts, manage, node, pages  # noqa: F401 (routes on bp)
 
     app.session_interface = DashboardSessions()
     app.register_blueprint(bp)

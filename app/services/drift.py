@@ -98,6 +98,38 @@ def set_expected(app_name: str, profile: str, version: str) -> DriftExpected:
     return row
 
 
+def get_expected(app_name: str, profile: str) -> DriftExpected:
+    row = db.session.scalar(select(DriftExpected).where(
+        DriftExpected.app == app_name, DriftExpected.profile == profile))
+    if row is None:
+        raise ApiError(404, "ERR_EXPECTATION_NOT_FOUND",
+                       f"No expected version is set for {app_name}/{profile}")
+    return row
+
+
+def delete_expected(app_name: str, profile: str) -> None:
+    """Forget the expectation: the app/profile's instances are no longer judged drifted."""
+    row = get_expected(app_name, profile)
+    audit.record("drift_expected.delete", "drift_expected", f"{app_name}/{profile}",
+                 {"expected_version": row.expected_version})
+    db.session.delete(row)
+    db.session.commit()
+
+
+def delete_instance(app_name: str, profile: str, instance_id: str) -> None:
+    """Forget one SDK instance (a decommissioned host); it reappears if it reports again."""
+    row = db.session.scalar(select(DriftInstance).where(
+        DriftInstance.app == app_name, DriftInstance.profile == profile,
+        DriftInstance.instance_id == instance_id))
+    if row is None:
+        raise ApiError(404, "ERR_INSTANCE_NOT_FOUND",
+                       f"No instance {instance_id} of {app_name}/{profile}")
+    audit.record("drift_instance.delete", "drift_instance",
+                 f"{app_name}/{profile}/{instance_id}", {})
+    db.session.delete(row)
+    db.session.commit()
+
+
 def list_instances(app_name: str | None, profile: str | None, stale_seconds: int) -> list[dict]:
     query = select(DriftInstance).order_by(DriftInstance.app, DriftInstance.profile,
                                            DriftInstance.instance_id)

@@ -125,6 +125,28 @@ def create_enrollment_token(expires_in_seconds: int, uses: int,
     return row, token
 
 
+def list_enrollment_tokens() -> list[EnrollmentToken]:
+    """Every enrollment token, newest first (never the token itself: only its hash is kept)."""
+    return db.session.scalars(select(EnrollmentToken).order_by(
+        EnrollmentToken.created_at.desc(), EnrollmentToken.id)).all()
+
+
+def revoke_enrollment_token(token_id) -> None:
+    """Delete an enrollment token: no Beacon can register with it from now on."""
+    try:
+        row = db.session.get(EnrollmentToken, token_id if isinstance(token_id, uuid.UUID)
+                             else uuid.UUID(str(token_id)))
+    except ValueError:
+        row = None
+    if row is None:
+        raise ApiError(404, "ERR_ENROLLMENT_TOKEN_NOT_FOUND",
+                       f"Enrollment token {token_id} does not exist")
+    audit.record("enrollment_token.revoke", "enrollment_token", row.id,
+                 {"uses_left": row.uses_left})
+    db.session.delete(row)
+    db.session.commit()
+
+
 def enroll_node(enroll_token: str, name: str, metadata: dict | None) -> tuple[Node, str]:
     """Spend one use of an enrollment token on a new node (compare-and-set on uses_left)."""
     now = datetime.now(UTC)

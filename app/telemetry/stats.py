@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from app.redis_keys import pending_points_key, pending_stream, stats_key
+from app.telemetry.alert_stats import AlertStatsCollector
 
 STATS_FIELDS = {
     b"rows_flushed": ("pulse_rows_flushed_total", "Raw rows written to the database", "counter"),
@@ -71,8 +72,9 @@ def scrape_registry(handle):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(RedisStatsCollector(handle))
+        registry.register(AlertStatsCollector(handle))
         return registry
-    return _Combined(REGISTRY, RedisStatsCollector(handle))
+    return _Combined(REGISTRY, RedisStatsCollector(handle), AlertStatsCollector(handle))
 
 
 class _Combined:

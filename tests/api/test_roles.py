@@ -52,6 +52,38 @@ class Objects:
                 "target": f"t-{self.tag}.example", "port": port}
 
     @property
+    def channel(self) -> str:
+        from app.alerts.channels import create_channel
+
+        if getattr(self, "_channel", None) is None:
+            with self.app.app_context():  # refused at once: the test send fails fast
+                self._channel = str(create_channel(f"roles-{self.tag}", "webhook",
+                                                   "http://127.0.0.1:9/hook").id)
+        return self._channel
+
+    @property
+    def rule(self) -> str:
+        from app.alerts.rules import create_rule
+
+        if getattr(self, "_rule", None) is None:
+            with self.app.app_context():
+                self._rule = str(create_rule(RULE_BODY).id)
+        return self._rule
+
+    @property
+    def silence(self) -> str:
+        from datetime import UTC, datetime, timedelta
+
+        from app.alerts.silences import create_silence
+
+        if getattr(self, "_silence", None) is None:
+            now = datetime.now(UTC)
+            with self.app.app_context():
+                self._silence = str(create_silence(
+                    {"starts_at": now, "ends_at": now + timedelta(hours=1)}).id)
+        return self._silence
+
+    @property
     def api_token(self) -> str:
         if self._token is None:
             with self.app.app_context():
@@ -59,6 +91,29 @@ class Objects:
                 self._token = str(row.id)
         return self._token
 
+
+    @property
+    def enrollment(self) -> str:
+        with self.app.app_context():
+            row, _ = node_service.create_enrollment_token(600, 1, None)
+            return str(row.id)
+
+    @property
+    def expected(self) -> str:
+        from app.services import drift as drift_service
+
+        with self.app.app_context():
+            drift_service.set_expected(f"app-{self.tag}", "production", "v1")
+        return f"app-{self.tag}/production"
+
+    @property
+    def instance(self) -> str:
+        from app.services import drift as drift_service
+
+        with self.app.app_context():
+            drift_service.record_heartbeat(f"app-{self.tag}", "production", {
+                "instance_id": "host-1", "config_version": "v1", "health": "healthy"}, 1000)
+        return f"app-{self.tag}/production/host-1"
 
     @property
     def user(self) -> str:
@@ -73,6 +128,9 @@ class Objects:
 def jsonable(body: dict) -> dict:
     return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in body.items()}
 
+
+RULE_BODY = {"name": "loss", "metric": "packet_loss_rate", "op": ">", "threshold": 5}
+SILENCE_BODY = {"starts_at": "2026-01-01T00:00:00Z", "ends_at": "2026-01-02T00:00:00Z"}
 
 # (method, path, body, minimum role, status on success); paths and bodies are filled in
 # from an Objects instance.
@@ -101,11 +159,37 @@ MATRIX = [
     ("POST", "/api/v1/users",
      lambda o: {"email": f"u-{o.tag}@example.test", "password": "long enough", "role": "viewer"},
      "admin", 201),
+    ("GET", "/api/v1/alert-rules", None, "viewer", 200),
+    ("POST", "/api/v1/alert-rules", lambda o: RULE_BODY, "operator", 201),
+    ("GET", "/api/v1/alert-rules/{rule}", None, "viewer", 200),
+    ("PUT", "/api/v1/alert-rules/{rule}", lambda o: RULE_BODY, "operator", 200),
+    ("PATCH", "/api/v1/alert-rules/{rule}", lambda o: {"threshold": 9}, "operator", 200),
+    ("DELETE", "/api/v1/alert-rules/{rule}", None, "operator", 204),
+    ("GET", "/api/v1/alerts", None, "viewer", 200),
+    ("GET", "/api/v1/alert-events", None, "viewer", 200),
+    ("GET", "/api/v1/notification-channels", None, "viewer", 200),
+    ("POST", "/api/v1/notification-channels",
+     lambda o: {"name": f"c-{o.tag}", "kind": "webhook", "url": "https://example.com/h"},
+     "operator", 201),
+    ("GET", "/api/v1/notification-channels/{channel}", None, "viewer", 200),
+    ("PATCH", "/api/v1/notification-channels/{channel}", lambda o: {"name": f"r-{o.tag}"},
+     "operator", 200),
+    ("DELETE", "/api/v1/notification-channels/{channel}", None, "operator", 204),
+    ("POST", "/api/v1/notification-channels/{channel}/test", None, "operator", 200),
+    ("GET", "/api/v1/silences", None, "viewer", 200),
+    ("POST", "/api/v1/silences", lambda o: SILENCE_BODY, "operator", 201),
+    ("DELETE", "/api/v1/silences/{silence}", None, "operator", 204),
     ("GET", "/api/v1/users/{user}", None, "admin", 200),
     ("PATCH", "/api/v1/users/{user}", lambda o: {"role": "operator"}, "admin", 200),
     ("DELETE", "/api/v1/users/{user}", None, "admin", 204),
     ("GET", "/api/v1/audit-log", None, "admin", 200),
     ("GET", "/api/drift/instances", None, "viewer", 200),
+    ("DELETE", "/api/drift/instances/{instance}", None, "operator", 204),
+    ("GET", "/api/drift/expected/{expected}", None, "viewer", 200),
+    ("DELETE", "/api/drift/expected/{expected}", None, "operator", 204),
+    ("GET", "/api/v1/enrollment-tokens", None, "operator", 200),
+    ("DELETE", "/api/v1/enrollment-tokens/{enrollment}", None, "operator", 204),
+    ("GET", "/api/v1/prometheus/probes", None, "viewer", 200),
     ("PUT", "/api/drift/expected/payments/production", lambda o: {"expected_version": "v1"},
      "operator", 200),
 ]
@@ -125,9 +209,9 @@ def bearers(shared_app, shared_personas):
 
 def call(client, app, method, path, body, headers, objects=None):
     objects = objects or Objects(app)
-    filled = path.format_map({k: getattr(objects, k)
-                              for k in ("node", "probe", "api_token", "user")
-                              if "{" + k + "}" in path})
+    filled = path.format_map({k: getattr(objects, k) for k in (
+        "node", "probe", "api_token", "rule", "channel", "silence", "user", "enrollment",
+        "expected", "instance") if "{" + k + "}" in path})
     kwargs = {"json": body(objects)} if body else {}
     return client.open(filled, method=method, headers=headers, **kwargs)
 
@@ -164,7 +248,11 @@ def test_matrix_covers_every_management_route(shared_app):
     for method, path, *_ in MATRIX:
         template = path.split("?")[0]
         for name, arg in (("{node}", "<node_id>"), ("{probe}", "<probe_id>"),
-                          ("{api_token}", "<token_id>"), ("{user}", "<user_id>")):
+                          ("{api_token}", "<token_id>"), ("{rule}", "<rule_id>"),
+                          ("{channel}", "<channel_id>"), ("{silence}", "<silence_id>"),
+                          ("{user}", "<user_id>"), ("{enrollment}", "<token_id>"),
+                          ("{expected}", "<app_name>/<profile>"),
+                          ("{instance}", "<app_name>/<profile>/<instance_id>")):
             template = template.replace(name, arg)
         template = template.replace("payments/production", "<app_name>/<profile>")
         covered.add((method, template))

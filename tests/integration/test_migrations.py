@@ -29,7 +29,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).with_name("flask"))
 TABLES = {"users", "api_tokens", "nodes", "enrollment_tokens", "probes", "metrics",
-          "drift_instances", "drift_expected", "metric_rollups_hourly", "audit_log"}
+          "drift_instances", "drift_expected", "metric_rollups_hourly", "audit_log",
+          # alerting (SPEC §11)
+          "alert_rules", "alerts", "alert_events", "notification_channels",
+          "notification_outbox", "silences"}
 INDEXES = {
     "idx_probes_node_id": "probes", "idx_probes_type": "probes",
     "idx_metrics_node_timestamp": "metrics", "idx_metrics_probe_timestamp": "metrics",

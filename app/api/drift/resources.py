@@ -72,6 +72,21 @@ class DriftExpected(MethodView):
         row = drift_service.set_expected(app_name, profile, data["expected_version"])
         return {"app": row.app, "profile": row.profile, "expected_version": row.expected_version}
 
+    @require_role("viewer")
+    @blp.response(200, ExpectedAnswerSchema)
+    def get(self, app_name, profile):
+        """The config version every instance of app/profile should run"""
+        _check_names(app_name, profile)
+        row = drift_service.get_expected(app_name, profile)
+        return {"app": row.app, "profile": row.profile, "expected_version": row.expected_version}
+
+    @require_role("operator")
+    @blp.response(204)
+    def delete(self, app_name, profile):
+        """Forget the expected version (instances are no longer judged drifted)"""
+        _check_names(app_name, profile)
+        drift_service.delete_expected(app_name, profile)
+
 
 @blp.route("/instances")
 class DriftInstances(MethodView):
@@ -82,3 +97,12 @@ class DriftInstances(MethodView):
         """Instances with drift_detected and stale"""
         stale = current_app.config["PULSE_DRIFT_STALE_SECONDS"]
         return {"data": drift_service.list_instances(args["app"], args["profile"], stale)}
+
+
+@blp.route("/instances/<app_name>/<profile>/<instance_id>", methods=["DELETE"])
+@require_role("operator")
+@blp.response(204)
+def delete_instance(app_name, profile, instance_id):
+    """Forget one SDK instance (it reappears if it reports again)"""
+    _check_names(app_name, profile)
+    drift_service.delete_instance(app_name, profile, instance_id)

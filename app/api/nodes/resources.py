@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import g
 from flask.views import MethodView
 
 from app.api.common import Blueprint
 from app.api.nodes.schemas import (
     EnrollmentCreateSchema,
+    EnrollmentTokenListSchema,
     EnrollmentTokenSchema,
     NodeCreateSchema,
     NodeListArgsSchema,
@@ -76,6 +79,32 @@ class NodeItem(MethodView):
 def rotate_token(node_id):
     """Rotate a node's token; the old one stops working at once"""
     return {"token": node_service.rotate_node_token(node_service.get_node(node_id))}
+
+
+@blp.route("/enrollment-tokens")
+class EnrollmentTokens(MethodView):
+    @require_role("operator")
+    @blp.response(200, EnrollmentTokenListSchema)
+    def get(self):
+        """Enrollment tokens: uses left, expiry, creator (never the token)"""
+        now = datetime.now(UTC)
+        return {"data": [
+            {"id": row.id, "expires_at": row.expires_at, "uses_left": row.uses_left,
+             "created_by": row.created_by, "created_at": row.created_at,
+             "usable": row.uses_left > 0 and _aware(row.expires_at) > now}
+            for row in node_service.list_enrollment_tokens()]}
+
+
+@blp.route("/enrollment-tokens/<token_id>", methods=["DELETE"])
+@require_role("operator")
+@blp.response(204)
+def revoke_enrollment_token(token_id):
+    """Revoke an enrollment token"""
+    node_service.revoke_enrollment_token(token_id)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @blp.route("/enrollment-tokens", methods=["POST"])

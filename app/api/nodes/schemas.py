@@ -74,3 +74,18 @@ class EnrollmentTokenSchema(ma.Schema):
     token = fields.String()
     expires_at = UtcDateTime()
     uses_left = fields.Integer()
+
+
+class EnrollmentTokenInfoSchema(ma.Schema):
+    """An enrollment token as listed: never the token (only its hash is kept)."""
+
+    id = fields.UUID()
+    expires_at = UtcDateTime()
+    uses_left = fields.Integer()
+    created_by = fields.UUID(allow_none=True)
+    created_at = UtcDateTime()
+    usable = fields.Boolean(metadata={"description": "uses left and not expired"})
+
+
+class EnrollmentTokenListSchema(ma.Schema):
+    data = fields.List(fields.Nested(EnrollmentTokenInfoSchema))

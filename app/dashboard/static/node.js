@@ -45,6 +45,23 @@
     };
   }
 
+  // Spans of the alerts that fired on this probe (or on its node), shaded behind the smoke.
+  function drawAlertSpans(probeId) {
+    return function (u) {
+      var entry = charts[probeId], spans = entry && entry.data.alerts ? entry.data.alerts : [];
+      var ctx = u.ctx, min = u.scales.x.min, max = u.scales.x.max;
+      ctx.save();
+      spans.forEach(function (a) {
+        if (a.to < min || a.from > max) { return; }
+        var x0 = u.valToPos(Math.max(a.from, min), "x", true);
+        var x1 = u.valToPos(Math.min(a.to, max), "x", true);
+        ctx.fillStyle = a.severity === "critical" ? "rgba(208, 49, 45, 0.12)" : "rgba(224, 112, 0, 0.12)";
+        ctx.fillRect(x0, u.bbox.top, Math.max(x1 - x0, 2 * uPlot.pxRatio), u.bbox.height);
+      });
+      ctx.restore();
+    };
+  }
+
   function base(el, key, height) {
     return { width: width(el), height: height, tzDate: utc,
       cursor: { sync: { key: key } }, legend: { live: true } };
@@ -63,7 +80,7 @@
       bands: [{ series: [3, 2], fill: "rgba(31, 95, 191, 0.13)" },
         { series: [4, 1], fill: "rgba(31, 95, 191, 0.32)" }],
       axes: [{}, { label: "latency ms", size: 60 }],
-      hooks: { draw: [drawLossPoints(probe.id)] }
+      hooks: { drawClear: [drawAlertSpans(probe.id)], draw: [drawLossPoints(probe.id)] }
     }), smokeData(probe), smokeEl);
     var loss = new uPlot(Object.assign(base(lossEl, key, 110), {
       scales: { y: { range: [0, 100] } },
@@ -100,7 +117,25 @@
     table.replaceChildren(el);
   }
 
+  function hhmm(ts) { return new Date(ts * 1000).toISOString().slice(11, 16); }
+  // The shaded spans in words too (screen readers, the table view).
+  function describeAlerts(section, probe) {
+    var note = section.querySelector(".alert-spans");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "alert-spans";
+      section.querySelector("h2").after(note);
+    }
+    var spans = probe.alerts || [];
+    note.hidden = spans.length === 0;
+    note.textContent = spans.length ? "Alerts in this range: " + spans.map(function (a) {
+      return a.rule + " (" + a.severity + ", " + hhmm(a.from) + "–" +
+        (a.firing ? "now, firing" : hhmm(a.to)) + " UTC)";
+    }).join("; ") : "";
+  }
+
   function show(section, probe) {
+    describeAlerts(section, probe);
     var waiting = section.querySelector(".waiting");
     var empty = probe.count === 0;
     waiting.hidden = !empty;

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from flask import abort, jsonify, render_template, request
 from sqlalchemy import select
 
+from app.alerts.views import spans as alert_spans
 from app.dashboard.blueprint import bp
 from app.dashboard.charts import columnar
 from app.dashboard.security import current_principal, signed_in
@@ -18,6 +19,7 @@ from app.models import Probe
 from app.services.nodes import get_node
 from app.services.presence import node_views
 from app.services.probes import node_config_version
+from app.timeutil import to_ms
 
 RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
           "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -93,6 +95,15 @@ def _points(node_id, probes: list[Probe], start: datetime, end: datetime, now: d
     return [[answered(point) for point in by_probe[str(p.id)]] for p in probes]
 
 
+def _alert_marks(fired: list[dict], probe_id: str, now: datetime) -> list[dict]:
+    """The spans a probe's chart shades: its own alerts and the node's (node_offline), as
+    epoch seconds (to = now while firing)."""
+    return [{"from": int(to_ms(a["from"]) / 1000),
+             "to": int(to_ms(a["to"] or now) / 1000), "rule": a["rule"],
+             "severity": a["severity"], "firing": a["firing"]}
+            for a in fired if a["probe_id"] in (None, probe_id)]
+
+
 @bp.route("/nodes/<node_id>/data")
 @signed_in("viewer", data=True)
 def node_data(node_id):
@@ -104,12 +115,14 @@ def node_data(node_id):
     show_targets = current_principal().has_role("operator")
     resolution = queries.pick_resolution("auto", start, end)
     node_probes = _probes(node.id)
+    fired = alert_spans(node.id, start, end)
     probes = []
     for probe, points in zip(node_probes, _points(node.id, node_probes, start, end, now,
                                                    resolution), strict=True):
         step = max(probe.interval_seconds, BUCKET_SECONDS.get(resolution, 0))
         probes.append({**_probe_view(probe, show_targets), "resolution": resolution,
-                       "count": len(points), "series": columnar(points, step)})
+                       "count": len(points), "series": columnar(points, step),
+                       "alerts": _alert_marks(fired, str(probe.id), now)})
     return jsonify({
         "node_id": str(node.id), "range": range_name,
         "from": start.isoformat().replace("+00:00", "Z"),

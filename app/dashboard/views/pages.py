@@ -1,4 +1,4 @@
-"""Sign-in, the overview, the matrix, drift and the alerts shell."""
+"""Sign-in, the overview, the matrix and drift (alerts: views/alerts.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import secrets
 
 from flask import abort, redirect, render_template, request, session, url_for
 
+from app.alerts.views import firing_by_node
 from app.dashboard.blueprint import bp
 from app.dashboard.charts import sparkline
 from app.dashboard.security import current_principal, safe_next, signed_in
@@ -65,6 +66,7 @@ def overview():
     result = build_overview(text, status, sort, descending, _page_arg(), PER_PAGE)
     sparks = {row.node_id: sparkline(row.sparkline) for row in result.rows}
     return render_template("overview.html", result=result, sparks=sparks, q=text,
+                           firing=firing_by_node(),
                            status=status, sort=sort, descending=descending,
                            sort_keys=SORT_KEYS, statuses=STATUSES)
 
@@ -103,8 +105,3 @@ def drift_expected():
     drift_service.set_expected(app_name, profile, version[:128])
     return redirect(url_for("dashboard.drift", saved=f"{app_name}/{profile}"))
 
-
-@bp.route("/alerts")
-@signed_in("viewer")
-def alerts():
-    return render_template("alerts.html")
