@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from app.extensions import db, get_redis
-from app.history.flush import persist_node_seen
+from app.history.node_state import persist_node_seen
 from app.models import Node
 from app.redis_keys import node_seen_key, seen_dirty_key, stats_key
 from app.services import nodes as node_service
