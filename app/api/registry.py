@@ -36,3 +36,7 @@ def register_blueprints(app: Flask, api: Api) -> None:
     def _audit_context() -> None:
         # From where (ProxyFix-corrected); who acts is set once the bearer is checked.
         audit.begin(request.remote_addr)
+
+    @app.teardown_request
+    def _audit_context_end(_error=None) -> None:
+        audit.end()

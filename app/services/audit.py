@@ -46,6 +46,13 @@ def begin(remote_addr: str | None) -> None:
     _remote_addr.set((remote_addr or "")[:64] or None)
 
 
+def end() -> None:
+    """The request is over: what runs next in this thread outside a request (a CLI
+    command, a task, a test fixture) acts as the system again, not as the last caller."""
+    _actor.set(SYSTEM)
+    _remote_addr.set(None)
+
+
 def set_actor(kind: str, actor_id: uuid.UUID | str | None, label: str | None) -> None:
     _actor.set(Actor(kind, str(actor_id) if actor_id else None, (label or "")[:255] or None))
 

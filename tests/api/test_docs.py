@@ -14,7 +14,10 @@ EXPECTED = {
     "/api/v1/nodes": {"get", "post"},
     "/api/v1/nodes/{node_id}": {"get", "patch", "delete"},
     "/api/v1/nodes/{node_id}/token": {"post"},
-    "/api/v1/enrollment-tokens": {"post"},
+    "/api/v1/enrollment-tokens": {"get", "post"},
+    "/api/v1/enrollment-tokens/{token_id}": {"delete"},
+    "/api/v1/prometheus/probes": {"get"},
+    "/api/v1/reports/sla": {"get"},
     "/api/v1/probes": {"get", "post"},
     "/api/v1/probes/{probe_id}": {"get", "put", "patch", "delete"},
 }

@@ -115,3 +115,12 @@ def test_secret_looking_keys_never_reach_details(app):
         db.session.commit()
         row = db.session.query(AuditLog).filter_by(action="x.test").one()
         assert row.details == {"name": "fine"}
+
+
+def test_the_audit_context_ends_with_the_request(app, client, admin):
+    """What runs after a request in the same thread (a CLI command, a task) acts as the
+    system, not as the request's caller."""
+    from app.services import audit
+
+    assert client.get("/api/v1/nodes", headers=admin.headers).status_code == 200
+    assert audit.current_actor() == audit.SYSTEM
