@@ -58,6 +58,7 @@ NUMBER_RULES: dict[str, NumberRule] = {
 NULLABLE_REQUIRED = ("latency_ms", "jitter_ms")
 SUMMARY_FIELDS = ("latency_ms", "packet_loss_rate", "jitter_ms")
 SPREAD_FIELDS = ("latency_min_ms", "latency_median_ms", "latency_p95_ms", "latency_max_ms")
+RESULT_NUMBERS = (*SUMMARY_FIELDS, *SPREAD_FIELDS, "sent", "received")
 
 CODES = {
     "node_id": "ERR_INVALID_NODE_ID",
@@ -114,6 +115,14 @@ def _number(item: dict, name: str, problems: Problems, prefix: str):
     """The field's value (None when absent or null), or None with a problem recorded."""
     rule = NUMBER_RULES[name]
     value = item.get(name)
+    kind = type(value)
+    # The common case first (a finite number in range), in a few comparisons: it runs for
+    # every field of every result of every heartbeat. NaN and infinities fail `<`.
+    if (kind is float or kind is int) and rule.low <= value < math.inf and value <= rule.high:
+        if not rule.integer:
+            return float(value)
+        if kind is int or value.is_integer():
+            return int(value)
     if value is None:
         if rule.required and (name not in item or name not in NULLABLE_REQUIRED):
             problems.add(prefix + name, "is required")
@@ -134,9 +143,10 @@ def _measured(item: dict, problems: Problems, prefix: str, spread: bool) -> tupl
     """(latency, loss, jitter[, min, median, p95, max, sent, received]) of a run or summary,
     latency figures nulled when nothing was received; None when a field failed."""
     before = len(problems.fields)
-    names = SUMMARY_FIELDS + (SPREAD_FIELDS + ("sent", "received") if spread else ())
-    values = [_number(item, name, problems, prefix) for name in names]
-    _number(item, "latency_variance", problems, prefix)
+    values = [_number(item, name, problems, prefix)
+              for name in (RESULT_NUMBERS if spread else SUMMARY_FIELDS)]
+    if "latency_variance" in item:
+        _number(item, "latency_variance", problems, prefix)
     if len(problems.fields) != before:
         return None
     loss = values[1]
