@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db, get_redis
 from app.history.marks import unmark
+from app.history.points import stored_mean
 from app.history.rollups import mark_hours_dirty, roll_up_pending_hours
 from app.models import Metric
 from app.redis_keys import agg_alive_key, agg_dirty_key
@@ -65,12 +66,12 @@ def _aggregate_statement(probe_id: uuid.UUID, start: datetime):
     raw = Metric.__table__
     columns = select(
         raw.c.node_id,
-        func.avg(raw.c.latency_ms).label("latency_ms"),
-        func.avg(raw.c.packet_loss_rate).label("packet_loss_rate"),
-        func.avg(raw.c.jitter_ms).label("jitter_ms"),
+        stored_mean(raw.c.latency_ms, 2).label("latency_ms"),
+        stored_mean(raw.c.packet_loss_rate, 4).label("packet_loss_rate"),
+        stored_mean(raw.c.jitter_ms, 2).label("jitter_ms"),
         func.min(func.coalesce(raw.c.latency_min_ms, raw.c.latency_ms)).label("latency_min_ms"),
-        func.avg(raw.c.latency_median_ms).label("latency_median_ms"),
-        func.avg(raw.c.latency_p95_ms).label("latency_p95_ms"),
+        stored_mean(raw.c.latency_median_ms, 2).label("latency_median_ms"),
+        stored_mean(raw.c.latency_p95_ms, 2).label("latency_p95_ms"),
         func.max(func.coalesce(raw.c.latency_max_ms, raw.c.latency_ms)).label("latency_max_ms"),
         func.max(raw.c.jitter_ms).label("jitter_max_ms"),
         func.max(raw.c.packet_loss_rate).label("packet_loss_max"),

@@ -57,6 +57,6 @@ def derived_minutes(intervals: dict[str, int], minutes: dict[str, list[dict]],
             "latency_max_ms": max(highs, default=None), "sent": None, "received": None,
             "jitter_max_ms": max(jitters, default=None),
             "packet_loss_max": max(p["packet_loss_rate"] for p in counted),
-            "sample_count": len(counted), "_latency_runs": len(latencies),
+            "sample_count": len(counted), "_latency_runs": len(latencies), "_computed": True,
         }
     return result

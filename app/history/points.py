@@ -11,6 +11,9 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
+from sqlalchemy import func
+
+from app.extensions import db
 from app.history.live_cache import Point
 
 LATENCY_FIELDS = ("latency_ms", "latency_min_ms", "latency_median_ms", "latency_p95_ms",
@@ -25,6 +28,7 @@ MINUTE_MS = 60_000
 
 # Internal: how many runs a bucket's latency means stand for (weights when rolling up).
 LATENCY_RUNS = "_latency_runs"
+COMPUTED = "_computed"  # a point folded or rolled up here, its values to be rounded
 
 
 def _num(value) -> float | None:
@@ -75,13 +79,23 @@ def fold(points: Iterable[dict], bucket_ms: int = MINUTE_MS) -> dict[int, dict]:
             "latency_max_ms": max(highs, default=None), "sent": _sum(group, "sent"),
             "received": _sum(group, "received"), "jitter_max_ms": max(jitters, default=None),
             "packet_loss_max": max(losses), "sample_count": len(group),
-            LATENCY_RUNS: len(latencies),
+            LATENCY_RUNS: len(latencies), COMPUTED: True,
         }
     return result
 
 
+def latency_runs(point: dict) -> int:
+    """How many runs a point's latency means stand for: counted when it was computed here,
+    else (a stored minute or rollup) its runs when it has a latency at all."""
+    runs = point.get(LATENCY_RUNS)
+    if runs is not None:
+        return runs
+    return (point.get("sample_count") or 0) if point.get("latency_ms") is not None else 0
+
+
 def _weighted(group: list[dict], name: str, weight: str) -> float | None:
-    pairs = [(p[name], p.get(weight) or 0) for p in group if p.get(name) is not None]
+    pairs = [(p[name], latency_runs(p) if weight == LATENCY_RUNS else p.get(weight) or 0)
+             for p in group if p.get(name) is not None]
     total = sum(w for _, w in pairs)
     if not total:
         return _mean([v for v, _ in pairs])
@@ -96,7 +110,7 @@ def rollup(points: Iterable[dict], bucket_ms: int) -> dict[int, dict]:
         buckets[p["ts_ms"] - p["ts_ms"] % bucket_ms].append(p)
     result = {}
     for ts, group in buckets.items():
-        latency_runs = sum(p.get(LATENCY_RUNS) or 0 for p in group)
+        runs_with_latency = sum(latency_runs(p) for p in group)
         result[ts] = {
             "ts_ms": ts,
             "latency_ms": _weighted(group, "latency_ms", LATENCY_RUNS),
@@ -110,9 +124,16 @@ def rollup(points: Iterable[dict], bucket_ms: int) -> dict[int, dict]:
             "jitter_max_ms": max(_present(group, "jitter_max_ms"), default=None),
             "packet_loss_max": max(_present(group, "packet_loss_max"), default=None),
             "sample_count": sum(p.get("sample_count") or 0 for p in group),
-            LATENCY_RUNS: latency_runs,
+            LATENCY_RUNS: runs_with_latency, COMPUTED: True,
         }
     return result
+
+
+def stored_mean(column, places: int):
+    """avg(column) as the database stores it: PostgreSQL's numeric columns round it to
+    their scale on insert; SQLite stores a float, so it is rounded there in the query."""
+    mean = func.avg(column)
+    return func.round(mean, places) if db.engine.dialect.name == "sqlite" else mean
 
 
 def round_cents(value: float) -> float:
@@ -122,12 +143,17 @@ def round_cents(value: float) -> float:
 
 
 def answered(point: dict) -> dict:
-    """The point as answered: values rounded to 2 decimals, internal keys dropped."""
+    """The point as answered: internal keys dropped, and values computed here (folds and
+    rollups) rounded to 2 decimals. Stored values are already cents (numeric(10,2) columns,
+    centi-unit members), so a stored point is answered as it is, without a copy."""
+    if COMPUTED not in point and LATENCY_RUNS not in point:
+        return point
     shown = {}
+    computed = COMPUTED in point
     for name, value in point.items():
         if name.startswith("_"):
             continue
-        if name in ROUNDED and value is not None:
+        if computed and name in ROUNDED and value is not None:
             value = round_cents(value)
         shown[name] = value
     return shown

@@ -22,6 +22,7 @@ from app.history import live_cache
 from app.history.live_cache import LIVE_WINDOW_MS, NODE_SERIES
 from app.history.node_series import derived_minutes
 from app.history.points import (
+    COMPUTED,
     LATENCY_RUNS,
     MINUTE_MS,
     RAW_FIELDS,
@@ -63,6 +64,12 @@ RAW_COLUMNS = ("latency_ms", "packet_loss_rate", "jitter_ms", "latency_min_ms",
 AGG_COLUMNS = (*RAW_COLUMNS, "jitter_max_ms", "packet_loss_max")
 
 
+def _as_cents(column):
+    """The column as a float of at most 2 decimals (loss is stored with 4): answered as
+    read, with no rounding pass in Python."""
+    return cast(func.round(column, 2), Float)
+
+
 def _fast() -> bool:
     return db.engine.dialect.name == "postgresql"
 
@@ -94,23 +101,20 @@ def _rows(node_id, probe_ids: list, start: datetime, end: datetime,
     names = ("ts_ms", *floats, "sent", "received",
              "sample_count" if aggregated else "error")
     query = select(*_key_columns(Metric, Metric.timestamp),
-                   *(cast(getattr(Metric, n), Float) for n in floats), *extra).where(
+                   *(_as_cents(getattr(Metric, n)) for n in floats), *extra).where(
         Metric.node_id == node_id, Metric.is_aggregated.is_(aggregated),
         Metric.timestamp >= start, Metric.timestamp <= end, Metric.probe_id.in_(probe_ids))
     points = _as_points(db.session.execute(
         query.order_by(Metric.timestamp).limit(MAX_POINTS)).all(), names)
-    if aggregated:
-        for _series, point in points:
-            point[LATENCY_RUNS] = point["sample_count"] if point["latency_ms"] is not None else 0
     return points
 
 
 def _rollup_rows(node_id, probe_ids: list, start: datetime,
                  end: datetime) -> list[tuple[str, dict]]:
     """(probe id, point) of the hourly rollups in [start, end], oldest first."""
-    names = ("ts_ms", *AGG_COLUMNS, "sample_count", LATENCY_RUNS)
+    names = ("ts_ms", *AGG_COLUMNS, "sample_count", LATENCY_RUNS)  # rollups count it
     query = select(*_key_columns(MetricRollup, MetricRollup.hour),
-                   *(cast(getattr(MetricRollup, n), Float) for n in AGG_COLUMNS),
+                   *(_as_cents(getattr(MetricRollup, n)) for n in AGG_COLUMNS),
                    MetricRollup.sample_count, MetricRollup.latency_sample_count).where(
         MetricRollup.node_id == node_id, MetricRollup.probe_id.in_(probe_ids),
         MetricRollup.hour >= start, MetricRollup.hour <= end)
@@ -179,7 +183,7 @@ def node_series(node_id, start: datetime, end: datetime, now: datetime,
     reported = _reported_summaries(node_id, start, end, now)
     fill = [p for ts, p in derived.items() if not _reported_around(ts, reported)]
     if resolution == "raw":
-        fill = [{k: p.get(k) for k in ("ts_ms", *RAW_FIELDS)} for p in fill]
+        fill = [{**{k: p.get(k) for k in ("ts_ms", *RAW_FIELDS)}, COMPUTED: True} for p in fill]
         return sorted([*reported, *fill], key=lambda p: p["ts_ms"])
     per_minute = {**fold(reported), **{p["ts_ms"]: p for p in fill}}
     return [per_minute[ts] for ts in sorted(per_minute)]

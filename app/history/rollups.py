@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db, get_redis
 from app.history.marks import unmark
+from app.history.points import stored_mean
 from app.models import Metric, MetricRollup
 from app.redis_keys import rollup_dirty_key
 from app.timeutil import from_ms, to_ms
@@ -49,14 +50,14 @@ def _rollup_values(probe_id: uuid.UUID, hour: datetime) -> dict | None:
     raw = Metric.__table__
     row = db.session.execute(select(
         raw.c.node_id,
-        func.avg(raw.c.latency_ms).label("latency_ms"),
+        stored_mean(raw.c.latency_ms, 2).label("latency_ms"),
         func.min(func.coalesce(raw.c.latency_min_ms, raw.c.latency_ms)).label("latency_min_ms"),
         func.max(func.coalesce(raw.c.latency_max_ms, raw.c.latency_ms)).label("latency_max_ms"),
-        func.avg(raw.c.latency_median_ms).label("latency_median_ms"),
-        func.avg(raw.c.latency_p95_ms).label("latency_p95_ms"),
-        func.avg(raw.c.packet_loss_rate).label("packet_loss_rate"),
+        stored_mean(raw.c.latency_median_ms, 2).label("latency_median_ms"),
+        stored_mean(raw.c.latency_p95_ms, 2).label("latency_p95_ms"),
+        stored_mean(raw.c.packet_loss_rate, 4).label("packet_loss_rate"),
         func.max(raw.c.packet_loss_rate).label("packet_loss_max"),
-        func.avg(raw.c.jitter_ms).label("jitter_ms"),
+        stored_mean(raw.c.jitter_ms, 2).label("jitter_ms"),
         func.max(raw.c.jitter_ms).label("jitter_max_ms"),
         func.count().label("sample_count"),
         func.count(raw.c.latency_ms).label("latency_sample_count"),
