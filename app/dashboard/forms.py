@@ -12,33 +12,11 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.errors import ApiError
-from app.models.probe import COUNT_RANGE, INTERVAL_RANGE, PORT_RANGE, PROBE_TYPES, TIMEOUT_RANGE
-from app.services.targets import canonical_target, target_problem
+from app.models.probe import COUNT_RANGE, INTERVAL_RANGE, PORT_RANGE, TIMEOUT_RANGE
+from app.services.probe_fields import ProbeType, Target, probe_range
 
 FIELDS = ("node_id", "name", "type", "target", "port", "interval_seconds", "count",
           "timeout_seconds", "enabled")
-
-
-def _range(bounds: tuple[int, int]) -> validate.Range:
-    low, high = bounds
-    return validate.Range(low, high, error=f"must be {low}-{high}, got {{input}}")
-
-
-class _Type(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        upper = str(value).strip().upper()
-        if upper not in PROBE_TYPES:
-            raise ma.ValidationError(f"must be TCP or UDP, got {value!r}")
-        return upper
-
-
-class _Target(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs).strip()
-        problem = target_problem(value)
-        if problem:
-            raise ma.ValidationError(problem)
-        return canonical_target(value)
 
 
 class ProbeForm(ma.Schema):
@@ -46,12 +24,12 @@ class ProbeForm(ma.Schema):
 
     node_id = fields.UUID(required=True)
     name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
-    type = _Type(required=True)
-    target = _Target(required=True)
-    port = fields.Integer(required=True, validate=_range(PORT_RANGE))
-    interval_seconds = fields.Integer(load_default=60, validate=_range(INTERVAL_RANGE))
-    count = fields.Integer(load_default=10, validate=_range(COUNT_RANGE))
-    timeout_seconds = fields.Integer(load_default=5, validate=_range(TIMEOUT_RANGE))
+    type = ProbeType(required=True)
+    target = Target(required=True)
+    port = fields.Integer(required=True, validate=probe_range(PORT_RANGE))
+    interval_seconds = fields.Integer(load_default=60, validate=probe_range(INTERVAL_RANGE))
+    count = fields.Integer(load_default=10, validate=probe_range(COUNT_RANGE))
+    timeout_seconds = fields.Integer(load_default=5, validate=probe_range(TIMEOUT_RANGE))
     enabled = fields.Boolean(load_default=False)
 
 

@@ -13,8 +13,8 @@ from app.api.common import (
     iso_utc,
 )
 from app.api.fields import Text, page_field
-from app.models.probe import COUNT_RANGE, INTERVAL_RANGE, PORT_RANGE, PROBE_TYPES, TIMEOUT_RANGE
-from app.services.targets import canonical_target, target_problem
+from app.models.probe import COUNT_RANGE, INTERVAL_RANGE, PORT_RANGE, TIMEOUT_RANGE
+from app.services.probe_fields import ProbeType, Target, probe_range
 
 PROBE_ERROR_CODES = {
     "node_id": "ERR_INVALID_NODE_ID",
@@ -29,30 +29,6 @@ PROBE_ERROR_CODES = {
 }
 
 
-def _range(bounds: tuple[int, int]) -> validate.Range:
-    low, high = bounds
-    return validate.Range(low, high, error=f"must be {low}-{high}, got {{input}}")
-
-
-class ProbeType(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ma.ValidationError("must be TCP or UDP")
-        upper = value.strip().upper()
-        if upper not in PROBE_TYPES:
-            raise ma.ValidationError(f"must be TCP or UDP, got {value!r}")
-        return upper
-
-
-class Target(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs).strip()
-        problem = target_problem(value)
-        if problem:
-            raise ma.ValidationError(problem)
-        return canonical_target(value)
-
-
 class ProbeSettingsSchema(ma.Schema):
     """The fields shared by API-created and Beacon-declared probes."""
 
@@ -60,10 +36,10 @@ class ProbeSettingsSchema(ma.Schema):
 
     type = ProbeType(required=True)
     target = Target(required=True)
-    port = StrictInteger(required=True, validate=_range(PORT_RANGE))
-    interval_seconds = StrictInteger(load_default=60, validate=_range(INTERVAL_RANGE))
-    count = StrictInteger(load_default=10, validate=_range(COUNT_RANGE))
-    timeout_seconds = StrictInteger(load_default=5, validate=_range(TIMEOUT_RANGE))
+    port = StrictInteger(required=True, validate=probe_range(PORT_RANGE))
+    interval_seconds = StrictInteger(load_default=60, validate=probe_range(INTERVAL_RANGE))
+    count = StrictInteger(load_default=10, validate=probe_range(COUNT_RANGE))
+    timeout_seconds = StrictInteger(load_default=5, validate=probe_range(TIMEOUT_RANGE))
 
 
 class ProbeCreateSchema(ProbeSettingsSchema):
@@ -81,10 +57,10 @@ class ProbePatchSchema(ma.Schema):
 
     type = ProbeType()
     target = Target()
-    port = StrictInteger(validate=_range(PORT_RANGE))
-    interval_seconds = StrictInteger(validate=_range(INTERVAL_RANGE))
-    count = StrictInteger(validate=_range(COUNT_RANGE))
-    timeout_seconds = StrictInteger(validate=_range(TIMEOUT_RANGE))
+    port = StrictInteger(validate=probe_range(PORT_RANGE))
+    interval_seconds = StrictInteger(validate=probe_range(INTERVAL_RANGE))
+    count = StrictInteger(validate=probe_range(COUNT_RANGE))
+    timeout_seconds = StrictInteger(validate=probe_range(TIMEOUT_RANGE))
     name = Text(255, allow_none=True)
     enabled = StrictBoolean()
 
