@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from app import extensions as ext
 from app.config import Config
+from app.json_provider import OrjsonProvider
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "migrations")
@@ -33,6 +34,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             app.instance_path, "pulse.db")
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
+    app.json = OrjsonProvider(app)
     app.json.sort_keys = False
     logging.getLogger("app").setLevel(logging.INFO)
 

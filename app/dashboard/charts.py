@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.timeutil import to_ms
+from app.history.columns import Columns
 
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
 LIVE_HOUR_MS = 3_600_000
@@ -70,36 +70,35 @@ def sparkline(points: list[tuple[int, float | None, float]]) -> Sparkline | None
     return Sparkline(lines, dead, peak, any(loss > 0 for _ts, _lat, loss in points))
 
 
-SERIES_FIELDS = {  # uPlot series name -> point field (issue 10's names; fallbacks below)
+SERIES_FIELDS = {  # uPlot series name -> point field
     "median": "latency_median_ms", "min": "latency_min_ms", "max": "latency_max_ms",
     "p95": "latency_p95_ms", "mean": "latency_ms", "loss": "packet_loss_rate",
     "jitter": "jitter_ms",
 }
 
 
-def _median(point: dict) -> float | None:
-    if point.get("latency_median_ms") is not None:
-        return point["latency_median_ms"]
-    return point.get("latency_ms")  # points that carry no median: the mean is the line
-
-
-def columnar(points: list[dict], step_seconds: int) -> dict[str, list]:
-    """uPlot's arrays (time in epoch seconds), with an all-null point inserted after any
-    point followed by silence longer than two steps, so no line crosses an outage."""
-    series: dict[str, list] = {"t": [], **{name: [] for name in SERIES_FIELDS}}
-    previous = None
-    for point in points:
-        ts = point["ts_ms"] / 1000 if "ts_ms" in point else to_ms(point["timestamp"]) / 1000
-        if previous is not None and ts - previous > 2 * step_seconds:
-            series["t"].append(previous + step_seconds)
-            for name in SERIES_FIELDS:
-                series[name].append(None)
-        series["t"].append(ts)
-        dead = (point.get("packet_loss_rate") or 0) >= 100
-        for name, key in SERIES_FIELDS.items():
-            value = _median(point) if name == "median" else point.get(key)
-            if dead and name not in ("loss",):
-                value = None  # never a latency or jitter for a run that received nothing
-            series[name].append(value)
-        previous = ts
+def columnar(columns: Columns, step_seconds: int) -> dict[str, list]:
+    """uPlot's arrays (time in epoch seconds) from a probe's columns (history.columns),
+    with an all-null point inserted after any point followed by silence longer than two
+    steps, so no line crosses an outage. The median line falls back to the mean for
+    points that carry no median; a run that received nothing has no latency or jitter."""
+    loss = columns["packet_loss_rate"]
+    dead = [i for i, value in enumerate(loss) if value is not None and value >= 100]
+    series = {"t": [ms / 1000 for ms in columns["ts_ms"]]}
+    for name, field in SERIES_FIELDS.items():
+        values = list(columns[field])
+        if name == "median":
+            mean = columns["latency_ms"]
+            for i in [i for i, value in enumerate(values) if value is None]:
+                values[i] = mean[i]
+        if name != "loss":
+            for i in dead:
+                values[i] = None
+        series[name] = values
+    times, limit = series["t"], 2 * step_seconds
+    gaps = [i for i in range(1, len(times)) if times[i] - times[i - 1] > limit]
+    for i in reversed(gaps):  # from the end, so earlier indexes stay valid
+        gap_at = times[i - 1] + step_seconds
+        for name, values in series.items():
+            values.insert(i, gap_at if name == "t" else None)
     return series

@@ -64,25 +64,26 @@ RAW_COLUMNS = ("latency_ms", "packet_loss_rate", "jitter_ms", "latency_min_ms",
 AGG_COLUMNS = (*RAW_COLUMNS, "jitter_max_ms", "packet_loss_max")
 
 
-def _as_cents(column):
+def as_cents(column):
     """The column as a float of at most 2 decimals (loss is stored with 4): answered as
     read, with no rounding pass in Python."""
     return cast(func.round(column, 2), Float)
 
 
-def _fast() -> bool:
+def fast_dialect() -> bool:
+    """PostgreSQL: timestamps read as epoch ms and probe ids as text, in SQL."""
     return db.engine.dialect.name == "postgresql"
 
 
-def _key_columns(table, time_column) -> list:
-    if _fast():
+def key_columns(table, time_column) -> list:
+    if fast_dialect():
         return [cast(table.probe_id, String),
                 cast(func.extract("epoch", time_column) * 1000, BigInteger)]
     return [table.probe_id, time_column]
 
 
 def _as_points(rows, names: tuple[str, ...]) -> list[tuple[str, dict]]:
-    fast = _fast()
+    fast = fast_dialect()
     points = []
     for row in rows:
         point = dict(zip(names, row[1:], strict=True))
@@ -100,8 +101,8 @@ def _rows(node_id, probe_ids: list, start: datetime, end: datetime,
              else (Metric.sent, Metric.received, Metric.error_code))
     names = ("ts_ms", *floats, "sent", "received",
              "sample_count" if aggregated else "error")
-    query = select(*_key_columns(Metric, Metric.timestamp),
-                   *(_as_cents(getattr(Metric, n)) for n in floats), *extra).where(
+    query = select(*key_columns(Metric, Metric.timestamp),
+                   *(as_cents(getattr(Metric, n)) for n in floats), *extra).where(
         Metric.node_id == node_id, Metric.is_aggregated.is_(aggregated),
         Metric.timestamp >= start, Metric.timestamp <= end, Metric.probe_id.in_(probe_ids))
     points = _as_points(db.session.execute(
@@ -113,8 +114,8 @@ def _rollup_rows(node_id, probe_ids: list, start: datetime,
                  end: datetime) -> list[tuple[str, dict]]:
     """(probe id, point) of the hourly rollups in [start, end], oldest first."""
     names = ("ts_ms", *AGG_COLUMNS, "sample_count", LATENCY_RUNS)  # rollups count it
-    query = select(*_key_columns(MetricRollup, MetricRollup.hour),
-                   *(_as_cents(getattr(MetricRollup, n)) for n in AGG_COLUMNS),
+    query = select(*key_columns(MetricRollup, MetricRollup.hour),
+                   *(as_cents(getattr(MetricRollup, n)) for n in AGG_COLUMNS),
                    MetricRollup.sample_count, MetricRollup.latency_sample_count).where(
         MetricRollup.node_id == node_id, MetricRollup.probe_id.in_(probe_ids),
         MetricRollup.hour >= start, MetricRollup.hour <= end)
@@ -143,6 +144,21 @@ def raw_points(node_id, probe_ids: list, start: datetime, end: datetime,
     return {series: [points[ts] for ts in sorted(points)] for series, points in merged.items()}
 
 
+def folded_minutes_from(now: datetime) -> datetime:
+    """The first minute minute_points folds from raw runs (and not from stored minutes)
+    when its range starts before it: the live hour's, where a minute may not be
+    aggregated yet."""
+    return minute_of(now - RAW_MAX - timedelta(minutes=1))
+
+
+def minute_of(moment: datetime) -> datetime:
+    return from_ms(to_ms(moment) - to_ms(moment) % MINUTE_MS)
+
+
+def hour_of(moment: datetime) -> datetime:
+    return from_ms(to_ms(moment) - to_ms(moment) % HOUR_MS)
+
+
 def minute_points(node_id, probe_ids: list, start: datetime, end: datetime,
                   now: datetime) -> dict[str, list[dict]]:
     """Each probe's minutes in [start, end]: the stored aggregates and, inside the live
@@ -152,7 +168,7 @@ def minute_points(node_id, probe_ids: list, start: datetime, end: datetime,
         minutes[series][point["ts_ms"]] = point
     live_from = max(start, now - RAW_MAX - timedelta(minutes=1))
     if live_from <= end:
-        first_minute = from_ms(to_ms(live_from) - to_ms(live_from) % MINUTE_MS)
+        first_minute = max(minute_of(start), folded_minutes_from(now))
         for series, runs in raw_points(node_id, probe_ids, first_minute, end, now).items():
             minutes[series].update(fold(runs))
     return {series: [points[ts] for ts in sorted(points)] for series, points in minutes.items()}
@@ -193,7 +209,7 @@ def _node_hours(node_id, probes: list[Probe], intervals: dict[str, int], start: 
                 end: datetime, now: datetime) -> list[dict]:
     """Hours of the node: before the live hour the mean over its probes' hours (rollups);
     the hours the live hour touches from its minute series (reported summaries)."""
-    live_from = from_ms(to_ms(now - RAW_MAX) - to_ms(now - RAW_MAX) % HOUR_MS)
+    live_from = hour_of(now - RAW_MAX)
     hours: dict[int, dict] = {}
     if start < live_from:
         by_probe = hour_points(node_id, [p.id for p in probes], start,
@@ -222,7 +238,7 @@ def hour_points(node_id, probe_ids: list, start: datetime, end: datetime,
                 now: datetime) -> dict[str, list[dict]]:
     """Each probe's hours in [start, end]: the hourly rollups, and the hours not rolled up
     yet (the open hour, or a late minute's) computed from the minutes."""
-    first_hour = from_ms(to_ms(start) - to_ms(start) % HOUR_MS)
+    first_hour = hour_of(start)
     hours: dict[str, dict[int, dict]] = {str(p): {} for p in probe_ids}
     for series, point in _rollup_rows(node_id, probe_ids, first_hour, end):
         hours[series][point["ts_ms"]] = point

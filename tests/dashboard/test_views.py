@@ -9,6 +9,9 @@ import pytest
 from sqlalchemy import event
 
 from app.dashboard.charts import columnar, sparkline
+from app.history.aggregation import aggregate_pending_minutes
+from app.history.columns import from_points
+from app.history.flush import flush_pending
 
 
 @pytest.fixture
@@ -122,9 +125,18 @@ def test_viewer_node_page_and_data_carry_no_target(signed_in, node, probe):
 
 @pytest.mark.parametrize("range_name, resolution", [("1h", "raw"), ("24h", "1m"),
                                                    ("7d", "1h")])
-def test_node_data_holds_the_apis_points(signed_in, client, viewer, node, node_probes, beat,
-                                         range_name, resolution):
+def test_node_data_holds_the_apis_points(app, signed_in, client, viewer, node, node_probes,
+                                         beat, range_name, resolution):
+    """The chart's columns (stored rows read as columns, the live tail as points) hold the
+    points the API answers: stored minutes and rollups from before the live hour, folded
+    minutes and raw runs inside it, the dead run included."""
     now = datetime.now(UTC).replace(microsecond=0)
+    for minutes_ago, latency, loss in ((26 * 60, 9.0, 0.0), (5 * 60 + 7, 14.0, 100.0),
+                                       (3 * 60, 13.0, 2.0)):
+        beat(node, node_probes, now - timedelta(minutes=minutes_ago), latency=latency, loss=loss)
+    with app.app_context():
+        flush_pending()
+        aggregate_pending_minutes()  # minutes, and the hours they complete
     for minutes_ago, latency, loss in ((30, 10.0, 0.0), (20, 11.0, 100.0), (5, 12.0, 4.0)):
         beat(node, node_probes, now - timedelta(minutes=minutes_ago), latency=latency, loss=loss)
     data = signed_in("viewer").get(f"/nodes/{node['id']}/data?range={range_name}").get_json()
@@ -136,12 +148,15 @@ def test_node_data_holds_the_apis_points(signed_in, client, viewer, node, node_p
         series = probe["series"]
         shown = [i for i, t in enumerate(series["t"]) if series["loss"][i] is not None]
         assert len(shown) == len(api["points"]) == probe["count"] > 0
+        assert len(shown) >= {"raw": 3, "1m": 5, "1h": 5}[resolution]
         for i, point in zip(shown, api["points"], strict=True):
             stamp = datetime.fromisoformat(point["timestamp"].replace("Z", "+00:00"))
             assert series["t"][i] == stamp.timestamp()
             assert series["loss"][i] == point["packet_loss_rate"]
             assert series["mean"][i] == point["latency_ms"]
             assert series["max"][i] == point["latency_max_ms"]
+            assert series["p95"][i] == (None if point["packet_loss_rate"] >= 100
+                                        else point["latency_p95_ms"])
         if resolution == "raw":  # the dead run: no latency at all, never 0
             dead = [i for i in shown if series["loss"][i] == 100.0]
             assert dead and all(series["median"][i] is None for i in dead)
@@ -152,7 +167,7 @@ def test_columnar_breaks_the_line_at_an_outage_and_never_draws_a_dead_run():
               {"ts_ms": 60_000, "latency_ms": 0.0, "packet_loss_rate": 100.0, "jitter_ms": 0.0},
               {"ts_ms": 600_000, "latency_ms": 6.0, "latency_median_ms": 5.5,
                "packet_loss_rate": 2.0, "jitter_ms": 1.0}]
-    series = columnar(points, 60)
+    series = columnar(from_points(points), 60)
     assert series["t"] == [0, 60, 120, 600]
     assert series["median"] == [5.0, None, None, 5.5]
     assert series["loss"] == [0.0, 100.0, None, 2.0]

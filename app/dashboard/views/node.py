@@ -13,7 +13,7 @@ from app.dashboard.charts import columnar
 from app.dashboard.security import current_principal, signed_in
 from app.extensions import db
 from app.history import queries
-from app.history.points import answered
+from app.history.columns import chart_columns
 from app.history.sla import sla_csv, sla_report
 from app.models import Probe
 from app.services.nodes import get_node
@@ -83,18 +83,6 @@ def node_page(node_id):
         custom_from=request.args.get("from", ""), custom_to=request.args.get("to", ""))
 
 
-def _points(node_id, probes: list[Probe], start: datetime, end: datetime, now: datetime,
-            resolution: str) -> list[list[dict]]:
-    """Each probe's points as GET /api/v1/nodes/<id>/metrics answers them (node_metrics);
-    the probes' runs, minutes or hours are read together (one query) instead of once per
-    probe."""
-    ids = [p.id for p in probes]
-    read = {"raw": queries.raw_points, "1m": queries.minute_points,
-            "1h": queries.hour_points}[resolution]
-    by_probe = read(node_id, ids, start, end, now)
-    return [[answered(point) for point in by_probe[str(p.id)]] for p in probes]
-
-
 def _alert_marks(fired: list[dict], probe_id: str, now: datetime) -> list[dict]:
     """The spans a probe's chart shades: its own alerts and the node's (node_offline), as
     epoch seconds (to = now while firing)."""
@@ -116,12 +104,15 @@ def node_data(node_id):
     resolution = queries.pick_resolution("auto", start, end)
     node_probes = _probes(node.id)
     fired = alert_spans(node.id, start, end)
+    # every probe's points in one read (a query, not one per probe), as columns
+    by_probe = chart_columns(node.id, [p.id for p in node_probes], start, end, now,
+                             resolution)
     probes = []
-    for probe, points in zip(node_probes, _points(node.id, node_probes, start, end, now,
-                                                   resolution), strict=True):
+    for probe in node_probes:
+        columns = by_probe[str(probe.id)]
         step = max(probe.interval_seconds, BUCKET_SECONDS.get(resolution, 0))
         probes.append({**_probe_view(probe, show_targets), "resolution": resolution,
-                       "count": len(points), "series": columnar(points, step),
+                       "count": len(columns["ts_ms"]), "series": columnar(columns, step),
                        "alerts": _alert_marks(fired, str(probe.id), now)})
     return jsonify({
         "node_id": str(node.id), "range": range_name,
