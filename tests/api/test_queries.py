@@ -242,6 +242,19 @@ def test_from_after_to_is_400(client, viewer, node, now):
     assert response.status_code == 400
 
 
+def test_a_two_year_chart_is_one_read_and_longer_ranges_are_400(metrics, history, client,
+                                                                viewer, node, now):
+    """SPEC §12: the hourly rollups are kept two years, and a two-year chart reads them."""
+    answer = metrics(probe_id=history["probe"], **{"from": now - timedelta(days=731),
+                                                   "to": now})
+    assert answer["resolution"] == "1h" and answer["points"]
+    query = urlencode({"from": iso_utc(now - timedelta(days=732)), "to": iso_utc(now)})
+    response = client.get(f"/api/v1/nodes/{node['id']}/metrics?{query}", headers=viewer.headers)
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "ERR_INVALID_TIMESTAMP"
+    assert "731 days" in response.get_json()["message"]
+
+
 def test_probe_of_another_node_is_404(client, viewer, node, other_probe):
     response = client.get(f"/api/v1/nodes/{node['id']}/metrics?probe_id={other_probe['id']}",
                           headers=viewer.headers)

@@ -19,7 +19,6 @@ from app.services.presence import node_views
 
 blp = Blueprint("metrics", __name__, url_prefix="/api/v1", description="Metrics and overview")
 DEFAULT_SPAN = timedelta(hours=1)
-MAX_SPAN = timedelta(days=400)
 
 
 @blp.route("/nodes/<node_id>/metrics")
@@ -32,9 +31,9 @@ def node_metrics(args, node_id):
     now = datetime.now(UTC)
     end = args["to"] or now
     start = args["from_"] or end - DEFAULT_SPAN
-    if start > end or end - start > MAX_SPAN:
-        raise ApiError(400, "ERR_INVALID_TIMESTAMP",
-                       "from must be before to, and the range at most 400 days")
+    if start > end or end - start > queries.MAX_RANGE:
+        raise ApiError(400, "ERR_INVALID_TIMESTAMP", "from must be before to, and the range "
+                       f"at most {queries.MAX_RANGE.days} days")
     probe = None
     if args["probe_id"] is not None:
         probe = db.session.scalar(

@@ -23,7 +23,6 @@ from app.timeutil import to_ms
 
 RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
           "7d": timedelta(days=7), "30d": timedelta(days=30)}
-MAX_CUSTOM = timedelta(days=400)
 REFRESH_SECONDS = 15
 BUCKET_SECONDS = {"1m": 60, "1h": 3600}
 
@@ -45,8 +44,9 @@ def chart_range(args, now: datetime) -> tuple[str, datetime, datetime]:
     if name == "custom":
         end = _parse_time(args.get("to")) or now
         start = _parse_time(args.get("from")) or end - RANGES["1h"]
-        if start >= end or end - start > MAX_CUSTOM:
-            abort(400, "The custom range must start before it ends and span at most 400 days.")
+        if start >= end or end - start > queries.MAX_RANGE:
+            abort(400, "The custom range must start before it ends and span at most "
+                  f"{queries.MAX_RANGE.days} days.")
         return name, start, end
     if name not in RANGES:
         name = "1h"
