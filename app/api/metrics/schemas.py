@@ -53,6 +53,33 @@ class PointSchema(ma.Schema):
     sample_count = fields.Integer()
 
 
+_CASTS = {name: float if isinstance(field, fields.Float) else
+          int if isinstance(field, fields.Integer) else str
+          for name, field in PointSchema._declared_fields.items() if name != "timestamp"}
+
+
+def _answered_point(point: dict) -> dict:
+    """PointSchema().dump(point), without a schema pass: the same keys and types."""
+    shown = {"timestamp": iso_utc(from_ms(point["ts_ms"]))}
+    for name, value in point.items():
+        cast = _CASTS.get(name)
+        if cast is not None:
+            shown[name] = value if value is None or type(value) is cast else cast(value)
+    return shown
+
+
+class PointList(fields.List):
+    """A list of PointSchema (documented as such), dumped point by point without
+    marshmallow's pass per field: a two-year chart is 17,520 points, and the schema pass
+    cost ~40 µs each where the values are already the answer's types."""
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.Nested(PointSchema), **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else [_answered_point(point) for point in value]
+
+
 class ProbeInfoSchema(ma.Schema):
     name = fields.String(allow_none=True)
     type = fields.String()
@@ -64,17 +91,17 @@ class MetricsSchema(ma.Schema):
     probe_id = fields.UUID(allow_none=True)
     probe = fields.Nested(ProbeInfoSchema, allow_none=True)
     resolution = fields.String()
-    points = fields.List(fields.Nested(PointSchema))
+    points = PointList()
 
 
 class ProbeLiveSchema(ProbeInfoSchema):
     probe_id = fields.String()
-    points = fields.List(fields.Nested(PointSchema))
+    points = PointList()
 
 
 class LiveSchema(ma.Schema):
     node_id = fields.UUID()
-    summary = fields.List(fields.Nested(PointSchema))
+    summary = PointList()
     probes = fields.List(fields.Nested(ProbeLiveSchema))
 
 
