@@ -1,7 +1,12 @@
 """Writing pending rows into the metrics table: one transaction of at most 100 rows each.
 
-On PostgreSQL a batch is `COPY` into a temporary staging table, then `INSERT … SELECT …
-ON CONFLICT DO NOTHING`; on SQLite an insert-or-ignore. A flush run hands its batches to
+On PostgreSQL a batch is one `COPY` straight into `metrics` (partition routing included):
+almost every batch holds new points of live probes only, and is written once. A batch the
+table refuses — a re-sent point already stored (unique key), a probe deleted since its
+points were accepted (foreign key) — is rolled back and written the careful way: `COPY`
+into a temporary staging table, then `INSERT … SELECT … ON CONFLICT DO NOTHING` joined
+to the probes, which stores each new point once and drops the orphans. On SQLite an
+insert-or-ignore. A flush run hands its batches to
 a `WriterPool`: on PostgreSQL several threads, each with its own connection, write batches
 side by side (a 100-row transaction is mostly waiting on the server, and the server's
 index work for one batch does not block another's), and each batch is acknowledged in
@@ -40,7 +45,8 @@ CREATE TEMP TABLE IF NOT EXISTS metrics_stage (
     latency_ms numeric(10,2), packet_loss_rate numeric(7,4), jitter_ms numeric(10,2),
     latency_min_ms numeric(10,2), latency_median_ms numeric(10,2),
     latency_p95_ms numeric(10,2), latency_max_ms numeric(10,2),
-    sent integer, received integer, error_code varchar(32)
+    sent integer, received integer, error_code varchar(32), is_aggregated boolean,
+    created_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
 # The join drops points of probes deleted since they were accepted (their rows would
@@ -52,11 +58,18 @@ INSERT INTO metrics (node_id, probe_id, timestamp, latency_ms, packet_loss_rate,
                      sent, received, error_code, is_aggregated, created_at)
 SELECT s.node_id, s.probe_id, s.ts, s.latency_ms, s.packet_loss_rate, s.jitter_ms,
        s.latency_min_ms, s.latency_median_ms, s.latency_p95_ms, s.latency_max_ms,
-       s.sent, s.received, s.error_code, false, now()
+       s.sent, s.received, s.error_code, s.is_aggregated, s.created_at
 FROM metrics_stage s JOIN probes p ON p.id = s.probe_id AND p.node_id = s.node_id
 ORDER BY s.probe_id, s.ts
 ON CONFLICT (probe_id, timestamp, is_aggregated) DO NOTHING
 """
+
+
+_COLUMNS = ("node_id, probe_id, timestamp, latency_ms, packet_loss_rate, jitter_ms, "
+            "latency_min_ms, latency_median_ms, latency_p95_ms, latency_max_ms, sent, "
+            "received, error_code, is_aggregated, created_at")
+_DIRECT_COPY = f"COPY metrics ({_COLUMNS}) FROM STDIN"
+_STAGE_COPY = "COPY metrics_stage FROM STDIN"
 
 
 def dedupe(rows: list[pending.PendingRow]) -> list[pending.PendingRow]:
@@ -74,27 +87,28 @@ def _plain(value: int | str | None) -> str:
     return "\\N" if value is None else str(value)
 
 
-def _copy_text(rows: list[pending.PendingRow]) -> io.StringIO:
-    """COPY's text format; \\N is null. Error codes are SPEC §7's (no tab or backslash)."""
-    buffer = io.StringIO()
-    for r in rows:
-        buffer.write(f"{r.node_id}\t{r.probe_id}\t{from_ms(r.ts_ms).isoformat()}\t"
+def _copy_text(rows: list[pending.PendingRow]) -> str:
+    """COPY's text format; \\N is null. Error codes are SPEC §7's (no tab or backslash).
+    Rows in key order, so that two writers storing the same re-sent point take their
+    index locks in the same order."""
+    created = datetime.now(UTC).isoformat()
+    lines = []
+    for r in sorted(rows, key=lambda row: (row.probe_id, row.ts_ms)):
+        lines.append(f"{r.node_id}\t{r.probe_id}\t{from_ms(r.ts_ms).isoformat()}\t"
                      f"{_ms(r.latency_ms)}\t{r.packet_loss_rate:.4f}\t{_ms(r.jitter_ms)}\t"
                      f"{_ms(r.latency_min_ms)}\t{_ms(r.latency_median_ms)}\t"
                      f"{_ms(r.latency_p95_ms)}\t{_ms(r.latency_max_ms)}\t{_plain(r.sent)}\t"
-                     f"{_plain(r.received)}\t{_plain(r.error)}\n")
-    buffer.seek(0)
-    return buffer
+                     f"{_plain(r.received)}\t{_plain(r.error)}\tf\t{created}\n")
+    return "".join(lines)
 
 
 class PostgresWriter:
-    """One pooled connection kept for a whole flush run, its staging table created once,
-    so a 100-row transaction costs its COPY, INSERT and COMMIT only."""
+    """One pooled connection kept for a whole flush run, so a 100-row transaction costs
+    its COPY and COMMIT only."""
 
     def __init__(self, engine) -> None:
         self._engine = engine
         self._raw = None
-        self._staged = False
 
     def write(self, rows: list[pending.PendingRow]) -> int:
         for attempt in range(1, DEADLOCK_RETRIES + 1):
@@ -109,19 +123,19 @@ class PostgresWriter:
         raise AssertionError("unreachable")
 
     def _write_once(self, rows: list[pending.PendingRow]) -> int:
-        buffer = _copy_text(rows)
+        text = _copy_text(rows)
         if self._raw is None:
-            self._raw, self._staged = self._engine.raw_connection(), False
+            self._raw = self._engine.raw_connection()
         raw = self._raw
         try:
             with raw.cursor() as cur:
-                if not self._staged:
-                    cur.execute(_STAGE_DDL)
-                cur.copy_expert("COPY metrics_stage FROM STDIN", buffer)
-                cur.execute(_STAGE_INSERT)
-                inserted = cur.rowcount
+                try:
+                    cur.copy_expert(_DIRECT_COPY, io.StringIO(text))
+                    inserted = len(rows)
+                except (pg_errors.UniqueViolation, pg_errors.ForeignKeyViolation):
+                    raw.rollback()
+                    inserted = self._write_carefully(cur, text)
             raw.commit()
-            self._staged = True
             return inserted
         except Exception:
             self._raw = None
@@ -130,6 +144,14 @@ class PostgresWriter:
             finally:
                 raw.close()
             raise
+
+    @staticmethod
+    def _write_carefully(cur, text: str) -> int:
+        """The batch through the staging table: each new point once, orphans dropped."""
+        cur.execute(_STAGE_DDL)
+        cur.copy_expert(_STAGE_COPY, io.StringIO(text))
+        cur.execute(_STAGE_INSERT)
+        return cur.rowcount
 
     def close(self) -> None:
         if self._raw is not None:

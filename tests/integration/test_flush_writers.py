@@ -75,6 +75,31 @@ def test_parallel_writers_store_each_point_once_despite_resends(pg_app, writer_t
     assert all(name.startswith("flush-writer-") for name in writer_threads)
 
 
+def test_points_of_a_probe_deleted_since_are_dropped_and_their_batch_kept(pg_app, monkeypatch):
+    """The direct COPY refuses a batch holding an orphan (foreign key): that batch is
+    written the careful way, which stores its other points and drops the orphans."""
+    ctx = setup_node(pg_app, probe_count=3)
+    _ingest(pg_app, ctx, _heartbeats(ctx, 50))
+    gone = ctx["probe_ids"][0]
+    answer = ctx["client"].delete(f"/api/v1/probes/{gone}?confirm=true", headers=ctx["operator_headers"])
+    assert answer.status_code == 204
+    careful = []
+    real = flush_writers.PostgresWriter._write_carefully
+
+    def recording(cur, text):
+        careful.append(len(text.splitlines()))
+        return real(cur, text)
+
+    monkeypatch.setattr(flush_writers.PostgresWriter, "_write_carefully",
+                        staticmethod(recording))
+    with pg_app.app_context():
+        report = flush_pending()
+    assert report.rows == 150 and report.inserted == 100
+    assert raw_count(pg_app) == 100
+    assert careful == [99, 51]  # both batches held the deleted probe's points
+    assert pending_state(pg_app) == (0, 0)
+
+
 def test_a_failing_writer_leaves_its_batches_pending_for_the_next_run(pg_app, monkeypatch):
     pg_app.config["PULSE_FLUSH_WRITERS"] = 3
     ctx = setup_node(pg_app, probe_count=3)
