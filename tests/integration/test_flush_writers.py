@@ -81,7 +81,8 @@ def test_points_of_a_probe_deleted_since_are_dropped_and_their_batch_kept(pg_app
     ctx = setup_node(pg_app, probe_count=3)
     _ingest(pg_app, ctx, _heartbeats(ctx, 50))
     gone = ctx["probe_ids"][0]
-    answer = ctx["client"].delete(f"/api/v1/probes/{gone}?confirm=true", headers=ctx["operator_headers"])
+    answer = ctx["client"].delete(f"/api/v1/probes/{gone}?confirm=true",
+                                  headers=ctx["operator_headers"])
     assert answer.status_code == 204
     careful = []
     real = flush_writers.PostgresWriter._write_carefully
