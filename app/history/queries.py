@@ -69,7 +69,10 @@ AGG_COLUMNS = (*RAW_COLUMNS, "jitter_max_ms", "packet_loss_max")
 
 def as_cents(column):
     """The column as a float of at most 2 decimals (loss is stored with 4): answered as
-    read, with no rounding pass in Python."""
+    read, with no rounding pass in Python. PostgreSQL's numeric(…, 2) columns hold cents
+    already: cast only (the same float, for less of the server's CPU)."""
+    if fast_dialect() and getattr(column.type, "scale", None) == 2:
+        return cast(column, Float)
     return cast(func.round(column, 2), Float)
 
 
@@ -80,8 +83,9 @@ def fast_dialect() -> bool:
 
 def key_columns(table, time_column) -> list:
     if fast_dialect():
+        # date_part is float arithmetic (extract returns numeric): exact for ms stamps
         return [cast(table.probe_id, String),
-                cast(func.extract("epoch", time_column) * 1000, BigInteger)]
+                cast(func.date_part("epoch", time_column) * 1000, BigInteger)]
     return [table.probe_id, time_column]
 
 
