@@ -310,7 +310,7 @@ def measure(app, rounds: int) -> list[tuple]:
     return rows
 
 
-def retention(app) -> list[tuple]:
+def retention(app, data_dir: Path) -> list[tuple]:
     """DROP of one raw day's partition vs DELETE of the same day from an unpartitioned copy."""
     from sqlalchemy import text
 
@@ -338,16 +338,53 @@ def retention(app) -> list[tuple]:
         conn.execute(text("DELETE FROM metrics_flat"))
         conn.commit()
         delete_s = time.perf_counter() - started
-        started = time.perf_counter()
+        started = time.perf_counter()  # as partitions.drop_expired does it
+        conn.execute(text(f"ALTER TABLE metrics_raw DETACH PARTITION {name}"))
+        conn.commit()
+        detach_s = time.perf_counter() - started
         conn.execute(text(f"DROP TABLE {name}"))
         conn.commit()
-        drop_s = time.perf_counter() - started
+        drop_s = time.perf_counter() - started - detach_s
         conn.execute(text("DROP TABLE metrics_flat"))
         conn.commit()
-    return [(f"DROP TABLE {name} ({rows:,} rows, {size / 2**20:,.0f} MiB with indexes)",
-             f"{drop_s:.3f}", verdict(drop_s <= RETENTION_TARGET_S)),
+    unlink_s = unlink_seconds_per_gib(data_dir)
+    files_s = unlink_s * size / 2**30
+    return [(f"DETACH PARTITION {name} ({rows:,} rows) — the only step that locks metrics",
+             f"{detach_s:.3f}", verdict(detach_s <= RETENTION_TARGET_S)),
+            (f"DROP TABLE of it ({size / 2**20:,.0f} MiB with indexes; its files removed at "
+             "commit)", f"{drop_s:.3f}", verdict(detach_s + drop_s <= RETENTION_TARGET_S)
+             + f" ({drop_s / max(files_s, 1e-6):.1f}× the file system's own time)"),
+            (f"file system baseline: removing {size / 2**30:.1f} GiB of written files here "
+             f"({'online discard' if discards() else 'no online discard'})",
+             f"{files_s:.3f}", f"{unlink_s:.2f} s a GiB"),
             ("row-by-row DELETE of the same day, unpartitioned copy", f"{delete_s:.1f}",
-             f"{delete_s / max(drop_s, 1e-6):,.0f}× the drop")]
+             f"{delete_s / max(detach_s + drop_s, 1e-6):,.0f}× detach + drop")]
+
+
+def discards() -> bool:
+    """Whether the file system holding the working tree discards freed blocks at once
+    (mount option `discard`): then removing a file costs time per byte it held."""
+    best = ("", "")
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _device, mount, _fs, options = line.split()[:4]
+        if str(ROOT.resolve()).startswith(mount) and len(mount) > len(best[0]):
+            best = (mount, options)
+    return "discard" in best[1].split(",")
+
+
+def unlink_seconds_per_gib(where: Path) -> float:
+    """Seconds to remove 1 GiB of written (and synced) data on this file system."""
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / "unlink-baseline.bin"
+    chunk = b"\0" * 2**20
+    with open(path, "wb") as out:
+        for _ in range(1024):
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    started = time.perf_counter()
+    path.unlink()
+    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
                      "≤ 150 ms"),
                     measure(app, args.rounds), title="Reads")
         if not args.no_retention:
-            print_table(("retention: one day of raw history", "seconds", "verdict"),
-                        retention(app), title="Retention")
+            print_table(("retention: one day of raw history", "seconds", "≤ 1 s"),
+                        retention(app, cluster.root), title="Retention")
     finally:
         cluster.stop()
     return 0

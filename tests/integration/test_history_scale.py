@@ -106,6 +106,40 @@ def test_retention_drops_expired_raw_partitions_keeps_aggregates_and_rollups(pg_
         db.session.remove()
 
 
+def test_retention_detaches_before_it_drops_and_finishes_an_interrupted_drop(pg_app,
+                                                                            monkeypatch):
+    now = datetime.now(UTC)
+    with pg_app.app_context():
+        maintain_partitions(now - timedelta(days=12))
+        expired = [partitions.raw_name((now - timedelta(days=d)).date()) for d in (11, 10)]
+        assert set(expired) <= table_names(pg_app)
+        statements = []
+        real_ddl = partitions._ddl
+
+        def crash_on_the_first_drop(statement):
+            class Recorder:
+                def execute(self, clause):
+                    statements.append(str(clause))
+
+            statement(Recorder())
+            if statements[-1].startswith("DROP") and len(statements) == 2:
+                raise RuntimeError("worker killed between the detach and the drop")
+            real_ddl(statement)
+
+        monkeypatch.setattr(partitions, "_ddl", crash_on_the_first_drop)
+        with pytest.raises(RuntimeError):
+            prune(now)
+        first = statements[0].rsplit(" ", 1)[1]
+        assert statements == [f"ALTER TABLE metrics_raw DETACH PARTITION {first}",
+                              f"DROP TABLE {first}"]
+        assert partitions.detached_leftovers() == [first]  # detached, not dropped
+        monkeypatch.setattr(partitions, "_ddl", real_ddl)
+        assert prune(now)["partitions_dropped"] >= 2
+        assert partitions.detached_leftovers() == []
+        db.session.remove()
+    assert not set(expired) & table_names(pg_app)
+
+
 def test_a_late_point_reaggregates_its_minute_and_rerolls_its_hour(pg_app):
     ctx = setup_node(pg_app, probe_count=1)
     [probe] = ctx["probe_ids"]
