@@ -2,7 +2,7 @@
 served the same way in the same run (SPEC §9).
 
     .venv/bin/python bench/ingest.py [--duration 8] [--rounds 3] [--connections 32,128]
-                                     [--fresh-nodes 160 | --resend] [--rate-limit 0]
+                                     [--fresh-nodes 250 | --resend] [--rate-limit 120/minute]
 
 Starts a throwaway PostgreSQL and Redis, migrates, creates an admin (flask CLI) and, through
 the API, the nodes (three probes each); serves Pulse (`wsgi:app`) and bench/bare_app.py with
@@ -16,8 +16,15 @@ The load, by default, is what a fleet sends: every single-heartbeat run has --fr
 nodes of its own, each sending new heartbeats 30 s apart, so each point is a new live-cache
 member and a new pending row; every node sent one heartbeat before (a fleet that has been
 reporting: its token and probe set are cached in Redis). --resend is the earlier load: one
-node's 60 heartbeats cycled, so after the first cycle Redis already holds every point. The
-batches (8 of them, cycled) come from one node.
+node's 60 heartbeats cycled, so after the first cycle Redis already holds every point.
+Every batch run has BATCH_NODES nodes of its own, 8 batches each, cycled.
+
+Pulse runs with the SPEC's default configuration, PULSE_NODE_RATE_LIMIT=120/minute (the
+limit on), unless --rate-limit says otherwise. The load stays under it as a fleet does: a
+single-heartbeat run sends each of its nodes at most FRESH_PER_NODE heartbeats (its pool,
+never cycled: a run stops when the pool is spent) after one warm-up heartbeat, and a batch
+run spreads its requests over BATCH_NODES nodes. Throughput counts only the requests
+answered 200: a 429, answered fast, is not ingest (the non-200 count shows any).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import uuid
 from pathlib import Path
 
 import loadgen
+import redis
 from pulse_stack import (
     BenchNode,
     Gunicorn,
@@ -52,8 +60,9 @@ from pulse_stack import (
 )
 
 SINGLE_POOL = 60
-FRESH_PER_NODE = 100
+FRESH_PER_NODE = 100  # + 1 warm-up heartbeat: under the default 120/minute per node
 BATCH_POOL = 8
+BATCH_NODES = 16  # per batch run: ~60 batches/s x 8 s spread to ~30 a node
 RATIO_TARGET = 0.6
 P99_TARGET_MS = 50.0
 BATCH_TARGET = 5.0
@@ -63,25 +72,32 @@ def compact(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def build_pools(workdir: Path, single, batch, batch_size: int) -> dict[str, Path]:
-    """The --resend pools: 60 single heartbeats of one node, cycled; and the batches."""
-    now_ms = int(time.time() * 1000)
-    newest = now_ms - 120_000  # 2 minutes ago: inside the live hour for the whole run
+def build_pools(workdir: Path, single) -> dict[str, Path]:
+    """The --resend pool: 60 single heartbeats of one node, cycled (and the bare one)."""
+    newest = int(time.time() * 1000) - 120_000  # inside the live hour for the whole run
     bare = [("", compact(heartbeat(single.node_id, single.probe_ids, newest - i * 50_000, i)))
             for i in range(SINGLE_POOL)]
-    batches = []
-    for k in range(BATCH_POOL):
-        items = [heartbeat(batch.node_id, batch.probe_ids,
-                           newest - k * 3_000 - j * (3_000_000 // batch_size), k * 1000 + j)
-                 for j in range(batch_size)]
-        batches.append((batch.token, compact({"heartbeats": items})))
-    pools = {"bare": bare, "single": [(single.token, body) for _, body in bare],
-             "batch": batches}
+    pools = {"bare": bare, "single": [(single.token, body) for _, body in bare]}
     paths = {}
     for name, items in pools.items():
         paths[name] = workdir / f"pool-{name}.txt"
         loadgen.write_pool(paths[name], items)
     return paths
+
+
+def write_batch_pool(path: Path, nodes, batch_size: int) -> Path:
+    """BATCH_POOL batches of batch_size heartbeats for each node, interleaved, cycled by the
+    run (a re-sent batch stores nothing twice, as a Beacon's retry)."""
+    newest = int(time.time() * 1000) - 120_000
+    batches = []
+    for k in range(BATCH_POOL):
+        for node in nodes:
+            items = [heartbeat(node.node_id, node.probe_ids,
+                               newest - k * 3_000 - j * (3_000_000 // batch_size), k * 1000 + j)
+                     for j in range(batch_size)]
+            batches.append((node.token, compact({"heartbeats": items})))
+    loadgen.write_pool(path, batches)
+    return path
 
 
 def write_fresh_pool(path: Path, nodes) -> Path:
@@ -109,20 +125,14 @@ def accepted_items(base_url: str) -> float:
 
 def trim_pending(redis_url: str) -> None:
     """Empty the pending stream between runs as a flush would (none runs here)."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    client.xtrim("pulse:pending", maxlen=0, approximate=False)
-    client.set("pulse:pending:points", 0)
-    client.close()
+    with redis.Redis.from_url(redis_url) as client:
+        client.xtrim("pulse:pending", maxlen=0, approximate=False)
+        client.set("pulse:pending:points", 0)
 
 
 def redis_cpu_seconds(redis_url: str) -> float:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    info = client.info("cpu")
-    client.close()
+    with redis.Redis.from_url(redis_url) as client:
+        info = client.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
@@ -146,17 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="wrk threads / Python processes (default 1 / 2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--fresh-nodes", type=int, default=160,
+    parser.add_argument("--fresh-nodes", type=int, default=250,
                         help="nodes per single-heartbeat run, each sending FRESH_PER_NODE new "
                              "heartbeats (the default load)")
     parser.add_argument("--resend", action="store_true",
                         help="the earlier load instead: one node's 60 heartbeats cycled, so "
                              "most requests re-send a point Redis already holds")
-    parser.add_argument("--rate-limit", default="0",
-                        help="PULSE_NODE_RATE_LIMIT for Pulse (default 0 = off; e.g. "
-                             "1000000/minute to measure the limit's own cost)")
+    parser.add_argument("--rate-limit", default="120/minute",
+                        help="PULSE_NODE_RATE_LIMIT for Pulse (default: SPEC's default, "
+                             "120/minute; 0 = off)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.resend and args.rate_limit not in ("", "0"):
+        parser.error("--resend sends one node's heartbeats thousands of times a minute: "
+                     "use it with --rate-limit 0")
     client = args.client if args.client != "auto" else ("wrk" if loadgen.have_wrk() else "python")
     threads = args.threads or (1 if client == "wrk" else 2)
     connections = [int(c) for c in args.connections.split(",")]
@@ -182,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             pulse.wait_ready()
             bare.wait_ready()
             single = create_node_via_api(pulse.base_url, "bench-single")
-            batch = create_node_via_api(pulse.base_url, "bench-batch")
-            pools = build_pools(workdir, single, batch, args.batch_size)
+            pools = build_pools(workdir, single)
             pool_for = fresh_pools(args, connections, pulse.base_url, workdir, pools)
             results = measure(args, client, threads, connections, pulse, bare, pool_for,
                               servers.redis_url)
@@ -191,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             pulse.stop()
             bare.stop()
     report(args, client, threads, connections, results)
-    print(f"\ntotal {time.monotonic() - started:.0f} s", flush=True)
+    print(f"\ntotal {time.monotonic() - started:.0f} s; load average at the end "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
@@ -217,24 +230,34 @@ def warm_up_nodes(base_url: str, nodes) -> None:
 
 
 def fresh_pools(args, connections, base_url: str, workdir: Path, pools: dict[str, Path]):
-    """pool_for(kind): the body pool of the next run of that kind. Unless --resend, every
-    single-heartbeat run gets nodes of its own and points nobody sent before."""
-    if args.resend:
-        return lambda kind: pools["bare" if kind == "bare_rt" else kind]
-    single_runs = args.rounds * (len(connections) + (args.batch_connections not in connections))
+    """pool_for(kind): the body pool of the next run of that kind. Every batch run, and
+    unless --resend every single-heartbeat run, gets nodes of its own (and points nobody
+    sent before)."""
     started = time.monotonic()
-    warm = create_nodes_via_api(base_url, "bench-warm", 30)
-    groups = [warm] + [create_nodes_via_api(base_url, f"bench-run{k}", args.fresh_nodes)
-                       for k in range(single_runs)]
-    warm_up_nodes(base_url, [node for group in groups for node in group])
-    print(f"{sum(len(g) for g in groups)} nodes × 3 probes created and warmed in "
+    batch_groups = [create_nodes_via_api(base_url, f"bench-batch{k}", BATCH_NODES)
+                    for k in range(args.rounds + 1)]  # + the warm-up's
+    groups = []
+    if not args.resend:
+        single_runs = args.rounds * (len(connections)
+                                     + (args.batch_connections not in connections))
+        groups = [create_nodes_via_api(base_url, "bench-warm", 30)] + [
+            create_nodes_via_api(base_url, f"bench-run{k}", args.fresh_nodes)
+            for k in range(single_runs)]
+    everyone = [node for group in groups + batch_groups for node in group]
+    warm_up_nodes(base_url, everyone)
+    print(f"{len(everyone)} nodes × 3 probes created and warmed in "
           f"{time.monotonic() - started:.0f} s", flush=True)
-    used = iter(range(len(groups)))
-
+    used, batches_used = iter(range(len(groups))), iter(range(len(batch_groups)))
     strangers = [BenchNode(str(uuid.uuid4()), "", [str(uuid.uuid4()) for _ in range(3)])
                  for _ in range(args.fresh_nodes)]
 
     def pool_for(kind: str) -> Path:
+        if kind == "batch":
+            k = next(batches_used)
+            return write_batch_pool(workdir / f"pool-batch-{k}.txt", batch_groups[k],
+                                    args.batch_size)
+        if args.resend:
+            return pools["bare" if kind == "bare_rt" else kind]
         if kind == "bare_rt":  # fresh members for the Redis baseline too
             return write_fresh_pool(workdir / "pool-fresh-bare.txt", strangers)
         if kind != "single":
@@ -257,20 +280,25 @@ def measure(args, client, threads, connections, pulse, bare, pool_for, redis_url
         before = accepted_items(pulse.base_url) if is_pulse else 0.0
         server = pulse if is_pulse else bare
         pool = pool_for(kind)
+        cap = args.max_requests
+        if kind == "single" and not args.resend:  # never cycled: each node stays in its limit
+            cap = min(cap, sum(1 for _ in pool.open()))
         cpu0, redis0 = server.cpu_seconds(), redis_cpu_seconds(redis_url)
-        result = loadgen.run(urls[kind], pool, conns, duration, args.max_requests,
-                             client, threads)
+        result = loadgen.run(urls[kind], pool, conns, duration, cap, client, threads)
         cpu_us = (server.cpu_seconds() - cpu0) / max(1, result.requests) * 1e6
         redis_us = (redis_cpu_seconds(redis_url) - redis0) / max(1, result.requests) * 1e6
         sent = result.requests * items_per_request[kind]
         accepted = accepted_items(pulse.base_url) - before if is_pulse else 0.0
+        # Throughput counts the requests answered 200 only: a fast 429 is not ingest.
+        ok_rps = (result.requests - result.non200) / result.seconds if result.seconds else 0.0
         row = {"kind": kind, "connections": conns, "requests": result.requests,
-               "seconds": round(result.seconds, 3), "rps": round(result.rps, 1),
+               "seconds": round(result.seconds, 3), "rps": round(ok_rps, 1),
+               "all_rps": round(result.rps, 1),
                "p50_ms": round(result.p50_ms, 2), "p99_ms": round(result.p99_ms, 2),
                "non200": result.non200, "socket_errors": result.errors,
                "items_sent": sent, "items_accepted": int(accepted),
                "server_cpu_us": round(cpu_us), "redis_cpu_us": round(redis_us)}
-        print(f"  {kind:7} c={conns:<4} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+        print(f"  {kind:7} c={conns:<4} {ok_rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
               f"p99 {result.p99_ms:6.2f} ms  CPU/req: gunicorn {cpu_us:5.0f} µs, redis "
               f"{redis_us:4.0f} µs  non-200 {result.non200}  accepted {int(accepted)}/{sent}",
               flush=True)
