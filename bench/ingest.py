@@ -12,6 +12,10 @@ and `POST /api/v1/beacon/heartbeat` (3 results a heartbeat) at each connection c
 `POST /api/v1/beacon/heartbeats` (--batch-size heartbeats a request). Every run stops at
 --duration seconds or --max-requests, whichever comes first.
 
+--ref REVISION also serves the Pulse of that git revision (same database and Redis) and
+loads it in every round with the same kind of load, interleaved: an A/B comparison that
+the machine's noise cannot put in two different runs.
+
 The load, by default, is what a fleet sends: every single-heartbeat run has --fresh-nodes
 nodes of its own, each sending new heartbeats 30 s apart, so each point is a new live-cache
 member and a new pending row; every node sent one heartbeat before (a fleet that has been
@@ -44,6 +48,7 @@ from pathlib import Path
 
 import loadgen
 import redis
+from ingest_report import report
 from pulse_stack import (
     BenchNode,
     Gunicorn,
@@ -52,20 +57,14 @@ from pulse_stack import (
     free_port,
     heartbeat,
     http_json,
-    median,
     migrate_and_create_admin,
-    print_table,
     throwaway_servers,
-    verdict,
 )
 
 SINGLE_POOL = 60
 FRESH_PER_NODE = 100  # + 1 warm-up heartbeat: under the default 120/minute per node
 BATCH_POOL = 8
 BATCH_NODES = 16  # per batch run: ~60 batches/s x 8 s spread to ~30 a node
-RATIO_TARGET = 0.6
-P99_TARGET_MS = 50.0
-BATCH_TARGET = 5.0
 
 
 def compact(obj) -> bytes:
@@ -165,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", default="120/minute",
                         help="PULSE_NODE_RATE_LIMIT for Pulse (default: SPEC's default, "
                              "120/minute; 0 = off)")
+    parser.add_argument("--ref", metavar="REVISION",
+                        help="also serve the Pulse of this git revision (app/ extracted with "
+                             "git archive) and load it in every round, interleaved")
+    parser.add_argument("--ref-rate-limit", help="its PULSE_NODE_RATE_LIMIT (default: the same)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.resend and args.rate_limit not in ("", "0"):
@@ -191,23 +194,40 @@ def main(argv: list[str] | None = None) -> int:
             args.workers, workdir / "pulse.log")
         bare = Gunicorn("bench.bare_app:app", free_port(), servers.env(), args.workers,
                         workdir / "bare.log")
+        ref = serve_ref(args, workdir, servers) if args.ref else None
         try:
-            pulse.wait_ready()
-            bare.wait_ready()
+            for server in (pulse, bare, ref or bare):
+                server.wait_ready()
             single = create_node_via_api(pulse.base_url, "bench-single")
             pools = build_pools(workdir, single)
             pool_for = fresh_pools(args, connections, pulse.base_url, workdir, pools)
-            results = measure(args, client, threads, connections, pulse, bare, pool_for,
+            results = measure(args, client, threads, connections, pulse, bare, ref, pool_for,
                               servers.redis_url)
         finally:
-            pulse.stop()
-            bare.stop()
+            for server in (pulse, bare, ref):
+                if server is not None:
+                    server.stop()
     report(args, client, threads, connections, results)
     print(f"\ntotal {time.monotonic() - started:.0f} s; load average at the end "
           f"{os.getloadavg()[0]:.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def serve_ref(args, workdir: Path, servers) -> Gunicorn:
+    """gunicorn serving --ref's app, wsgi.py and gunicorn.conf.py (the same database and
+    Redis: the revisions compared must share the schema)."""
+    root = workdir / "ref"
+    root.mkdir()
+    archive = subprocess.run(["git", "archive", args.ref, "app", "wsgi.py", "gunicorn.conf.py",
+                              "celeryconfig.py"], cwd=Path(__file__).resolve().parent.parent,
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    limit = args.ref_rate_limit if args.ref_rate_limit is not None else args.rate_limit
+    return Gunicorn("wsgi:app", free_port(), servers.env(
+        PROMETHEUS_MULTIPROC_DIR=str(workdir / "prometheus-ref"), PULSE_NODE_RATE_LIMIT=limit),
+        args.workers, workdir / "ref.log", root=root)
 
 
 def warm_up_nodes(base_url: str, nodes) -> None:
@@ -238,9 +258,10 @@ def fresh_pools(args, connections, base_url: str, workdir: Path, pools: dict[str
                     for k in range(args.rounds + 1)]  # + the warm-up's
     groups = []
     if not args.resend:
-        single_runs = args.rounds * (len(connections)
+        single_runs = args.rounds * (len(connections) * (2 if args.ref else 1)
                                      + (args.batch_connections not in connections))
-        groups = [create_nodes_via_api(base_url, "bench-warm", 30)] + [
+        warm = 2 if args.ref else 1  # the warm-up runs' nodes
+        groups = [create_nodes_via_api(base_url, f"bench-warm{k}", 30) for k in range(warm)] + [
             create_nodes_via_api(base_url, f"bench-run{k}", args.fresh_nodes)
             for k in range(single_runs)]
     everyone = [node for group in groups + batch_groups for node in group]
@@ -260,7 +281,7 @@ def fresh_pools(args, connections, base_url: str, workdir: Path, pools: dict[str
             return pools["bare" if kind == "bare_rt" else kind]
         if kind == "bare_rt":  # fresh members for the Redis baseline too
             return write_fresh_pool(workdir / "pool-fresh-bare.txt", strangers)
-        if kind != "single":
+        if kind not in ("single", "ref"):
             return pools[kind]
         k = next(used)
         return write_fresh_pool(workdir / f"pool-fresh-{k}.txt", groups[k])
@@ -268,27 +289,30 @@ def fresh_pools(args, connections, base_url: str, workdir: Path, pools: dict[str
     return pool_for
 
 
-def measure(args, client, threads, connections, pulse, bare, pool_for, redis_url) -> dict:
+def measure(args, client, threads, connections, pulse, bare, ref, pool_for, redis_url) -> dict:
     urls = {"bare": bare.base_url + "/echo", "bare_rt": bare.base_url + "/echo-redis",
             "single": pulse.base_url + "/api/v1/beacon/heartbeat",
             "batch": pulse.base_url + "/api/v1/beacon/heartbeats"}
-    items_per_request = {"bare": 0, "bare_rt": 0, "single": 1, "batch": args.batch_size}
+    if ref is not None:
+        urls["ref"] = ref.base_url + "/api/v1/beacon/heartbeat"
+    items_per_request = {"bare": 0, "bare_rt": 0, "single": 1, "ref": 1,
+                         "batch": args.batch_size}
 
     def one(kind: str, conns: int, duration: float) -> dict:
         trim_pending(redis_url)
-        is_pulse = kind in ("single", "batch")
-        before = accepted_items(pulse.base_url) if is_pulse else 0.0
-        server = pulse if is_pulse else bare
+        server = {"bare": bare, "bare_rt": bare, "ref": ref}.get(kind, pulse)
+        is_pulse = server is not bare
+        before = accepted_items(server.base_url) if is_pulse else 0.0
         pool = pool_for(kind)
         cap = args.max_requests
-        if kind == "single" and not args.resend:  # never cycled: each node stays in its limit
+        if kind in ("single", "ref") and not args.resend:  # never cycled: each node in its limit
             cap = min(cap, sum(1 for _ in pool.open()))
         cpu0, redis0 = server.cpu_seconds(), redis_cpu_seconds(redis_url)
         result = loadgen.run(urls[kind], pool, conns, duration, cap, client, threads)
         cpu_us = (server.cpu_seconds() - cpu0) / max(1, result.requests) * 1e6
         redis_us = (redis_cpu_seconds(redis_url) - redis0) / max(1, result.requests) * 1e6
         sent = result.requests * items_per_request[kind]
-        accepted = accepted_items(pulse.base_url) - before if is_pulse else 0.0
+        accepted = accepted_items(server.base_url) - before if is_pulse else 0.0
         # Throughput counts the requests answered 200 only: a fast 429 is not ingest.
         ok_rps = (result.requests - result.non200) / result.seconds if result.seconds else 0.0
         row = {"kind": kind, "connections": conns, "requests": result.requests,
@@ -306,13 +330,13 @@ def measure(args, client, threads, connections, pulse, bare, pool_for, redis_url
         return row
 
     print("warm-up", flush=True)
-    for kind in ("bare", "bare_rt", "single", "batch"):
+    for kind in ("bare", "bare_rt", "single", "batch") + (("ref",) if ref is not None else ()):
         one(kind, 8, 2.0)
     runs = []
     batch_conns = args.batch_connections
     for round_no in range(args.rounds):
         print(f"round {round_no + 1}/{args.rounds}", flush=True)
-        order = ("bare", "bare_rt", "single")
+        order = ("bare", "bare_rt", "single") + (("ref",) if ref is not None else ())
         order = order if round_no % 2 == 0 else order[::-1]
         for conns in connections:
             runs += [one(kind, conns, args.duration) for kind in order]
@@ -322,77 +346,9 @@ def measure(args, client, threads, connections, pulse, bare, pool_for, redis_url
     return {"client": client, "threads": threads, "workers": args.workers,
             "load": "resend" if args.resend else f"fresh, {args.fresh_nodes} nodes a run",
             "duration": args.duration, "rounds": args.rounds, "batch_size": args.batch_size,
-            "batch_connections": batch_conns, "runs": runs}
-
-
-def _median_of(runs, kind, conns, key) -> float:
-    return median([r[key] for r in runs if r["kind"] == kind and r["connections"] == conns])
-
-
-def report(args, client, threads, connections, results) -> None:
-    runs = results["runs"]
-
-    def med(kind, conns, key):
-        return round(_median_of(runs, kind, conns, key), 2)  # even counts: a mean of two
-
-    rows = []
-    for conns in connections:
-        bare_rps, hb_rps = med("bare", conns, "rps"), med("single", conns, "rps")
-        ratio = hb_rps / bare_rps if bare_rps else 0.0
-        p99 = med("single", conns, "p99_ms")
-        ok = ratio >= RATIO_TARGET and (conns != 32 or p99 <= P99_TARGET_MS)
-        target = f"ratio ≥ {RATIO_TARGET}" + (f", p99 ≤ {P99_TARGET_MS:g} ms" if conns == 32
-                                               else "")
-        rows.append([conns, f"{bare_rps:,.0f}", med("bare", conns, "p50_ms"),
-                     med("bare", conns, "p99_ms"), f"{hb_rps:,.0f}",
-                     med("single", conns, "p50_ms"), p99, f"{ratio:.2f}",
-                     f"{med('bare', conns, 'server_cpu_us'):.0f}",
-                     f"{med('single', conns, 'server_cpu_us'):.0f}",
-                     f"{med('single', conns, 'redis_cpu_us'):.0f}",
-                     f"{target}: {verdict(ok)}"])
-    print_table(["conns", "bare req/s", "bare p50 ms", "bare p99 ms", "heartbeats/s",
-                 "hb p50 ms", "hb p99 ms", "ratio", "bare CPU µs/req", "hb CPU µs/req",
-                 "hb Redis CPU µs/req", "target"], rows,
-                f"Single heartbeat (3 results) vs bare Flask JSON POST — medians of "
-                f"{args.rounds} runs of {args.duration:g} s")
-
-    reference = []
-    for conns in connections:
-        bare_rps, rt_rps = med("bare", conns, "rps"), med("bare_rt", conns, "rps")
-        hb_rps = med("single", conns, "rps")
-        reference.append([conns, f"{rt_rps:,.0f}", med("bare_rt", conns, "p99_ms"),
-                          f"{rt_rps / bare_rps if bare_rps else 0:.2f}",
-                          f"{hb_rps / rt_rps if rt_rps else 0:.2f}",
-                          f"{med('bare_rt', conns, 'server_cpu_us'):.0f}",
-                          f"{med('bare_rt', conns, 'redis_cpu_us'):.0f}"])
-    print_table(["conns", "bare+Redis req/s", "p99 ms", "× bare", "heartbeats/s ÷ it",
-                 "CPU µs/req", "Redis CPU µs/req"], reference,
-                "SPEC §9's second reference: the bare endpoint plus one pipelined Redis "
-                "ZADD + ZREMRANGEBYSCORE + EXPIRE (redis-py), same run")
-
-    conns = results["batch_connections"]
-    single_pts = med("single", conns, "rps") * 3
-    batch_rps = med("batch", conns, "rps")
-    batch_pts = batch_rps * args.batch_size * 3
-    factor = batch_pts / single_pts if single_pts else 0.0
-    print_table(["endpoint", "conns", "req/s", "points/s", "p50 ms", "p99 ms",
-                 "CPU µs/point", "× single", "target"],
-                [["/heartbeat (1 × 3 points)", conns, f"{single_pts / 3:,.0f}",
-                  f"{single_pts:,.0f}", med("single", conns, "p50_ms"),
-                  med("single", conns, "p99_ms"),
-                  f"{med('single', conns, 'server_cpu_us') / 3:.0f}", "1.00", ""],
-                 [f"/heartbeats ({args.batch_size} × 3 points)", conns, f"{batch_rps:,.1f}",
-                  f"{batch_pts:,.0f}", med("batch", conns, "p50_ms"),
-                  med("batch", conns, "p99_ms"),
-                  f"{med('batch', conns, 'server_cpu_us') / (3 * args.batch_size):.0f}",
-                  f"{factor:.1f}", f"≥ {BATCH_TARGET:g}×: {verdict(factor >= BATCH_TARGET)}"]],
-                "Batch endpoint vs single endpoint (points/s)")
-    bad = sum(r["non200"] + r["socket_errors"] for r in runs)
-    short = sum(max(0, r["items_sent"] - r["items_accepted"]) for r in runs)
-    in_flight = sum(max(0, r["items_accepted"] - r["items_sent"]) for r in runs)
-    print(f"\nnon-200 answers or socket errors: {bad}; heartbeats answered 200 but not counted "
-          f"accepted by /metrics: {short}; accepted but not counted by the client (in flight "
-          f"when it stopped): {in_flight}", flush=True)
+            "batch_connections": batch_conns, "runs": runs, "ref": args.ref,
+            "ref_rate_limit": args.ref_rate_limit if args.ref_rate_limit is not None
+            else args.rate_limit}
 
 
 if __name__ == "__main__":
