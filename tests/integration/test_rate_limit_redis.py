@@ -41,6 +41,11 @@ def _library(app) -> tuple[MovingWindowRateLimiter, object]:
     return MovingWindowRateLimiter(storage), parse(app.config["PULSE_NODE_RATE_LIMIT"])
 
 
+def _ident(ctx) -> str:
+    """The identifier the library is given for a node (its id as the key's hash tag)."""
+    return "{" + ctx["node_id"] + "}"
+
+
 def _post(ctx, seconds_ago: float, batch: bool = False):
     body = heartbeat(ctx["node_id"], ctx["probe_ids"], recent(seconds_ago))
     if batch:
@@ -56,8 +61,7 @@ def test_the_fourth_request_in_a_minute_is_429(pg_app):
     for i in range(3):
         assert _post(ctx, 30 - i, batch=i == 1).status_code == 200
         # the library reads the window ingest counted
-        assert limiter.get_window_stats(limit, "node", "{%s}" % ctx["node_id"]).remaining \
-            == 2 - i
+        assert limiter.get_window_stats(limit, "node", _ident(ctx)).remaining == 2 - i
     for batch in (False, True):
         response = _post(ctx, 5, batch=batch)
         assert response.status_code == 429
@@ -67,7 +71,7 @@ def test_the_fourth_request_in_a_minute_is_429(pg_app):
     # another node has its own window
     assert _post(other, 5).status_code == 200
     # and the library's own hit() sees the full window
-    assert limiter.hit(limit, "node", "{%s}" % ctx["node_id"]) is False
+    assert limiter.hit(limit, "node", _ident(ctx)) is False
 
 
 def test_a_refused_request_stores_nothing(pg_app):
@@ -102,7 +106,7 @@ def test_a_flushed_script_cache_changes_nothing(pg_app, redis_server):
     redis.Redis.from_url(redis_server.url).script_flush()
     assert _post(ctx, 10).status_code == 200
     limiter, limit = _library(pg_app)
-    assert limiter.get_window_stats(limit, "node", "{%s}" % ctx["node_id"]).remaining == 1
+    assert limiter.get_window_stats(limit, "node", _ident(ctx)).remaining == 1
 
 
 @pytest.mark.parametrize("spec", ["5/10 seconds", "3/second"])
