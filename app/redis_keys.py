@@ -27,6 +27,12 @@ def node_generation_key(prefix: str, node_id: str) -> str:
     return f"{prefix}:node:{{{node_id}}}:gen"
 
 
+def node_rate_gate_key(prefix: str, node_id: str) -> str:
+    """Watched by a heartbeat's write round trip and touched by the rate-limit check when
+    it refuses, so Redis discards the writes (app.ingest.rate_limit). Never stays set."""
+    return f"{prefix}:node:{{{node_id}}}:rate-gate"
+
+
 def presence_key(prefix: str, node_id: str, day: str) -> str:
     return f"{prefix}:presence:{{{node_id}}}:{day}"
 

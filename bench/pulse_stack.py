@@ -110,12 +110,15 @@ class Gunicorn:
     """`gunicorn -w N -b 127.0.0.1:PORT MODULE:app` (with the project's gunicorn.conf.py)."""
 
     def __init__(self, target: str, port: int, env: dict[str, str], workers: int = 2,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, root: Path = ROOT) -> None:
+        """root: the checkout served (another revision's, extracted: bench/ingest.py --ref)."""
         self.port = port
         self.log = open(log_path or os.devnull, "w")  # noqa: SIM115 (closed in stop)
-        cmd = [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+        cmd = [str(VENV_BIN / "gunicorn"), "-c", str(root / "gunicorn.conf.py"),
                "-w", str(workers), "-b", f"127.0.0.1:{port}", target]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log,
+        if root != ROOT:  # its own `app` first, not the editable install's
+            env = {**env, "PYTHONPATH": str(root)}
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
 
     @property

@@ -4,12 +4,14 @@ Every Beacon posts `POST /api/v1/beacon/heartbeat` once a minute, so this one re
 decides how many Beacons an API process carries. Flask's dispatch (request and app
 context objects, URL matching, hooks, flask-smorest's wrappers, the response object)
 costs as much CPU as the ingest itself. This WSGI middleware serves the request when it
-is well formed and accepted — the same services as the Flask view (token lookup, rate
-limit, node_id check, `ingest(..., only_if_valid=True)`), the same answer, the same
-telemetry — and hands everything else, untouched, to the Flask view, which produces
-every error. So the fast path never answers anything but a 200 that the view would also
-have given, and it can be switched off (`PULSE_HEARTBEAT_FAST_PATH=0`) without changing
-a single answer.
+is well formed and accepted — the same services as the Flask view (token lookup, the
+rate limit's in-process refusals, node_id check, `ingest(..., only_if_valid=True)`, whose
+write round trip also counts the request against the node's rate limit), the same
+answer, the same telemetry — and hands everything else, untouched, to the Flask view,
+which produces every error (a refusal by the rate limit is passed on to it in the WSGI
+environ: nothing was stored, and the request must not be counted again). So the fast
+path never answers anything but a 200 that the view would also have given, and it can
+be switched off (`PULSE_HEARTBEAT_FAST_PATH=0`) without changing a single answer.
 """
 
 from __future__ import annotations
@@ -24,18 +26,17 @@ import sqlalchemy.exc
 from flask import Flask
 from werkzeug.wsgi import get_content_length
 
-from app.errors import ApiError
 from app.ingest.heartbeats import heartbeat_answer, ingest
 from app.ingest.node_lookup import resolve_node_token
-from app.ingest.rate_limit import check_node_rate
+from app.ingest.rate_limit import RateLimited, refuse_known
 from app.ingest.rules import check_node_id
 from app.telemetry.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
 PATH = "/api/v1/beacon/heartbeat"
-# Set in the WSGI environ once the fast path has counted the request against the node's
-# rate limit, so the view does not count it a second time.
-RATE_COUNTED = "pulse.rate_limit_counted"
+# Set in the WSGI environ when the node's rate limit refused the fast path's write (nothing
+# stored, the refusal not counted); the view raises it again: 429.
+RATE_REFUSED = "pulse.rate_limit_refused"
 # Set when the fast path found Redis or the database down; the view raises it again.
 BACKEND_DOWN = "pulse.backend_down"
 BACKEND_ERRORS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.OperationalError)
@@ -81,7 +82,8 @@ class HeartbeatFastPath:
 
     def _serve(self, environ) -> dict | None:
         """The view's answer when the heartbeat is accepted; None for the view to handle.
-        The steps run in the view's order: token, rate limit, body, node_id, content."""
+        The steps run in the view's order: token, known refusal, body, node_id, content,
+        and the write with the rate limit's check."""
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -91,10 +93,9 @@ class HeartbeatFastPath:
             if node_id is None:
                 return None  # 401 from the view, which does not read the body either
             try:
-                check_node_rate(str(node_id))
-            except ApiError:
-                return None  # over the limit: the view answers 429 (nothing was counted)
-            environ[RATE_COUNTED] = True
+                refuse_known(str(node_id))
+            except RateLimited:
+                return None  # refused a moment ago: the view answers 429 without the body
             raw = self._read_body(environ)
             if raw is None:
                 return None
@@ -104,7 +105,11 @@ class HeartbeatFastPath:
                 return None
             if check_node_id(body, node_id) is not None:
                 return None
-            result = ingest(node_id, [body], only_if_valid=True)
+            try:
+                result = ingest(node_id, [body], only_if_valid=True)
+            except RateLimited as refusal:
+                environ[RATE_REFUSED] = refusal
+                return None
             return heartbeat_answer(result) if result is not None else None
 
     def _read_body(self, environ) -> bytes | None:

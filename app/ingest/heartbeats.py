@@ -3,6 +3,10 @@
 An accepted point is in Redis (live cache + pending stream) when `ingest` returns; the
 flush task persists it to the database. Nothing here queries the database, except to fill
 the node lookup cache on a miss.
+
+The request counts against the node's rate limit in that same round trip; a request
+that stores nothing is counted alone (rate_limit.count_request), so every request counts
+once (except the hot path's only_if_valid miss, which the view handles again).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class IngestResult:
     outcomes: list[Outcome] = field(default_factory=list)
     expected_version: str = ""
     drift_detected: bool = False
+    stored: bool = False  # whether anything was written (and the request counted with it)
 
     @property
     def accepted(self) -> int:
@@ -97,7 +102,8 @@ def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None,
             valid_items.append(valid)
     result.expected_version = judge_item.expected_version
     if valid_items:
-        store_heartbeats(node_id, valid_items, now)
+        store_heartbeats(node_id, valid_items, now)  # RateLimited: nothing stored
+        result.stored = True
         # Drift is judged on the newest heartbeat's declared version.
         newest = max(valid_items, key=lambda v: v.ts_ms)
         result.drift_detected = newest.config_version != result.expected_version

@@ -5,14 +5,16 @@ reads a reply by its position. `store_heartbeats` builds the heartbeat's round t
 
 Per series: ZADD of its points, ZREMRANGEBYSCORE to the live hour, EXPIRE; then the node's
 presence bit for uptime_24h and its last-seen hash (`node_write`); the pending queue's
-XADD and point count; the node in the last-seen dirty set; whether an early flush is
-queued; and the node epoch read for the in-memory node lookup cache.
+XADD and point count; the node in the last-seen dirty set. After the writes, two reads:
+whether an early flush is queued, and the node epoch for the in-memory node lookup cache.
 
-Per series: ZADD of its points, ZREMRANGEBYSCORE to the live hour, EXPIRE (SPEC §6); then
-the node's presence bit for uptime_24h and its last-seen hash. Each of these is
-idempotent, so a round trip retried after a dropped connection does them no harm (the
-queue's XADD in the same round trip is not: a retry after a read timeout may append the
-heartbeat twice, which the flush's ON CONFLICT DO NOTHING stores once).
+With PULSE_NODE_RATE_LIMIT on, the writes go inside MULTI/EXEC behind the node's limit
+check (app.ingest.rate_limit.NodeLimitGuard: WATCH + the check script), in the same round
+trip: a refused request stores nothing and costs no round trip of its own.
+
+Each write is idempotent, so a round trip retried after a dropped connection does them no
+harm (the queue's XADD is not: a retry after a read timeout may append the heartbeat twice,
+which the flush's ON CONFLICT DO NOTHING stores once; the limit may count it twice).
 
 Plain commands rather than one Lua script: the script's own overhead cost Redis more than
 the writes themselves (figures in docs/benchmarks.md). The client side stays cheap because
@@ -39,6 +41,7 @@ from app.history.live_cache import (
     encode_member,
 )
 from app.ingest import node_lookup
+from app.ingest.rate_limit import NodeLimitGuard, guard_for
 from app.ingest.redis_wire import raise_error_replies, round_trip
 from app.ingest.rules import ValidHeartbeat
 from app.redis_keys import (
@@ -115,30 +118,64 @@ def write_points(client, prefix: str, node_id: str, points: Iterable[Point],
 
 
 class RoundTrip:
-    """Commands for one pipelined round trip; the replies that matter are read by name."""
+    """Commands for one pipelined round trip: writes, then reads; the replies that matter
+    are read by name. With a guard, the writes run only if it admits the request."""
 
-    def __init__(self) -> None:
-        self.commands: list[tuple] = []
-        self._slots: dict[str, int] = {}
+    def __init__(self, guard: NodeLimitGuard | None = None) -> None:
+        self.guard = guard
+        self.commands: list[tuple] = []  # the writes
+        self.reads: list[tuple] = []
+        self._slots: dict[str, tuple[bool, int]] = {}  # name -> (is a read, index)
 
     def add(self, *commands: tuple) -> None:
         self.commands.extend(commands)
 
     def add_named(self, name: str, command: tuple) -> None:
-        if name in self._slots:
-            raise ValueError(f"reply slot {name!r} is taken")
-        self._slots[name] = len(self.commands)
+        self._name(name, False, len(self.commands))
         self.commands.append(command)
 
+    def add_read(self, name: str, command: tuple) -> None:
+        """A command sent after the writes and outside the guard's transaction."""
+        self._name(name, True, len(self.reads))
+        self.reads.append(command)
+
+    def _name(self, name: str, is_read: bool, index: int) -> None:
+        if name in self._slots:
+            raise ValueError(f"reply slot {name!r} is taken")
+        self._slots[name] = (is_read, index)
+
     def execute(self, client) -> dict[str, object]:
-        """Run every command (raising the first error reply); the named replies."""
-        replies = execute(client, self.commands)
-        return {name: replies[index] for name, index in self._slots.items()}
+        """Run every command (raising the first error reply, or the guard's refusal: then
+        nothing was written); the named replies."""
+        if self.guard is None:
+            replies = execute(client, self.commands + self.reads)
+            writes, reads = replies[:len(self.commands)], replies[len(self.commands):]
+        else:
+            writes, reads = self._guarded(client)
+        return {name: (reads if is_read else writes)[index]
+                for name, (is_read, index) in self._slots.items()}
+
+    def _guarded(self, client) -> tuple[list, list]:
+        head = self.guard.commands
+        replies = round_trip(client, [*head, ("MULTI",), *self.commands, ("EXEC",),
+                                      *self.reads])
+        at_exec = len(head) + 1 + len(self.commands)
+        self.guard.admit(replies[:len(head)])  # refused: EXEC discarded the writes
+        raise_error_replies(replies[len(head):at_exec])  # MULTI and the QUEUED
+        writes = replies[at_exec]
+        if writes is None:
+            # Admitted (the hit is counted), but a refusal of this node by another client
+            # touched the gate between WATCH and EXEC: write without the transaction.
+            writes = execute(client, self.commands)
+        elif isinstance(writes, Exception):
+            raise writes
+        return raise_error_replies(writes), raise_error_replies(replies[at_exec + 1:])
 
 
 def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime) -> None:
     """Write accepted heartbeats of one node to Redis: live cache, presence, last seen and
-    the pending queue, in one round trip; queue an early flush when enough is pending."""
+    the pending queue, in one round trip behind the node's rate limit (RateLimited when it
+    refuses: nothing written); queue an early flush when enough is pending."""
     handle = get_redis()
     node = str(node_id)
     now_ms = to_ms(now)
@@ -153,7 +190,7 @@ def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datet
         seen["agent_version"] = newest.agent_version
     if newest.metadata:
         seen["metadata"] = json.dumps(newest.metadata, separators=(",", ":"))
-    trip = RoundTrip()
+    trip = RoundTrip(guard_for(handle.prefix, node))
     trip.add(*node_write(handle.prefix, node, summaries + points, now_ms, present_at=now,
                          seen=seen).commands)
     if points:
@@ -162,11 +199,11 @@ def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datet
     trip.add(("SADD", seen_dirty_key(handle.prefix), node))
     # Whether an early flush is queued already rides along: in the steady state (it is)
     # that saves request_early_flush's own round trip; it still sets the flag with NX.
-    trip.add_named("flush_queued", ("EXISTS", flush_queued_key(handle.prefix)))
+    trip.add_read("flush_queued", ("EXISTS", flush_queued_key(handle.prefix)))
     # Keeps this process's reading of the node epoch fresh, so its in-memory node cache
     # needs no round trip of its own.
     read_epoch = node_lookup.epoch_command(handle.prefix)
-    trip.add_named("node_epoch", read_epoch)
+    trip.add_read("node_epoch", read_epoch)
     started = node_lookup.epoch_clock()
     replies = trip.execute(handle.client)
     node_lookup.observe_epoch(read_epoch, replies["node_epoch"], read_at=started)

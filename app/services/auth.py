@@ -27,6 +27,7 @@ from app.services import audit
 from app.services.principals import (  # noqa: F401 (re-exported for the interfaces)
     ROLE_RANK,
     Principal,
+    access_token_for,
     authenticate,
     password_stamp,
     serializer,
@@ -81,7 +82,8 @@ def _admins_left_without(user: User) -> int:
 
 
 def update_user(user: User, role: str | None = None, password: str | None = None) -> User:
-    """Change a user's role or password; at once in every process."""
+    """Change a user's role or password; at once in every process. A new password ends
+    the user's access tokens and dashboard sessions (they carry the old password's stamp)."""
     changed: list[str] = []
     if role is not None and role != user.role:
         if user.role == "admin" and not _admins_left_without(user):
@@ -173,7 +175,7 @@ def _dummy_hash() -> str:
 
 def issue_access_token(user: User) -> tuple[str, int]:
     expires_in = current_app.config["PULSE_ACCESS_TOKEN_SECONDS"]
-    return serializer().dumps({"uid": str(user.id)}), expires_in
+    return access_token_for(user), expires_in
 
 
 # --- API tokens --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Who a bearer token is: resolved principals, cached per process and invalidated
-through Redis, so that a revoked API token, a changed role or a deleted user takes
-effect in every process at once (SPEC §2).
+through Redis, so that a revoked API token, a changed role or password, or a deleted user
+takes effect in every process at once (SPEC §2). Login access tokens and dashboard
+sessions carry the user's password stamp: a password change ends them.
 
 Each process keeps what it resolved together with the *auth epoch* (a Redis key set to a
 new random value by every such change) it read before resolving. An entry is used only
@@ -18,6 +19,7 @@ Node tokens are resolved by the ingest's node lookup, which is invalidated the s
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import time
@@ -84,20 +86,29 @@ def serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=ACCESS_SALT)
 
 
+def access_token_for(user: User) -> str:
+    """A login access token: the user and the stamp of their password (password_stamp),
+    so a password change ends every access token issued before it, as it ends sessions."""
+    return serializer().dumps({"uid": str(user.id), "pw": password_stamp(user)})
+
+
 def _from_access_token(token: str) -> Principal | None:
     try:
         data = serializer().loads(token, max_age=current_app.config["PULSE_ACCESS_TOKEN_SECONDS"])
-        user_id = uuid.UUID(data["uid"])
+        user_id, stamp = uuid.UUID(data["uid"]), str(data["pw"])
     except (BadSignature, SignatureExpired, KeyError, ValueError, TypeError):
-        return None
-    # The signature and expiry are checked every time; the user's role comes from the
-    # database through the epoch-checked cache.
-    return _cached(f"user:{user_id}", lambda: _user_principal(user_id))
+        return None  # a token without a stamp predates them: its password is unknown
+    # The signature and expiry are checked every time; the user's role and password stamp
+    # come from the database through the epoch-checked cache (a password change bumps the
+    # epoch, so every process re-reads the stamp at once).
+    return _cached(f"user:{user_id}:{stamp}", lambda: _user_principal(user_id, stamp))
 
 
-def _user_principal(user_id: uuid.UUID) -> Principal | None:
+def _user_principal(user_id: uuid.UUID, stamp: str) -> Principal | None:
     user = db.session.get(User, user_id)
-    return Principal("user", user.id, user.role, label=user.email) if user else None
+    if user is None or not hmac.compare_digest(password_stamp(user), stamp):
+        return None
+    return Principal("user", user.id, user.role, label=user.email)
 
 
 def _from_api_token(token: str) -> Principal | None:

@@ -1,6 +1,6 @@
-"""A revoked API token, a changed role or a deleted user takes effect in every process at
-once (SPEC §2; issue 14: some of ten requests right after a DELETE answered 200, depending
-on the process that served them). Two Pulse apps share one PostgreSQL and one Redis, as
+"""A revoked API token, a changed role or password, or a deleted user takes effect in every
+process at once (SPEC §2; issue 14: some of ten requests right after a DELETE answered 200,
+depending on the process that served them). Two Pulse apps share one PostgreSQL and one Redis, as
 two API processes do; each has its own in-process principal cache."""
 
 from __future__ import annotations
@@ -69,6 +69,22 @@ def test_role_change_applies_at_once_in_the_other_process(two_apps):
     answers = [b.test_client().get("/api/v1/probes", headers=_bearer(operator)).status_code
                for _ in range(10)]
     assert answers == [403] * 10
+
+
+def test_password_change_ends_tokens_at_once_in_the_other_process(two_apps):
+    a, b = two_apps
+    _, admin = _user(a, "admin@pw.test", "admin")
+    user_id, viewer = _user(a, "v@pw.test", "viewer")
+    _warm(b.test_client(), _bearer(viewer))
+    _warm(a.test_client(), _bearer(viewer))
+    assert a.test_client().patch(f"/api/v1/users/{user_id}", json={"password": "new one here"},
+                                 headers=_bearer(admin)).status_code == 200
+    answers = [c.get("/api/v1/nodes", headers=_bearer(viewer)).status_code
+               for _ in range(5) for c in (a.test_client(), b.test_client())]
+    assert answers == [401] * 10
+    fresh = b.test_client().post("/api/v1/auth/login", json={
+        "email": "v@pw.test", "password": "new one here"}).get_json()["access_token"]
+    assert a.test_client().get("/api/v1/nodes", headers=_bearer(fresh)).status_code == 200
 
 
 def test_deleted_user_fails_at_once_in_the_other_process(two_apps):

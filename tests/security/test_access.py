@@ -111,16 +111,22 @@ def test_other_schemes_are_401(client, header):
 
 
 def test_expired_and_foreign_access_tokens_are_401(app, client, admin):
+    from app.extensions import db
+    from app.models import User
+    from app.services.principals import password_stamp
+
     with app.app_context():
         user_id = next(u["id"] for u in client.get("/api/v1/users", headers=admin.headers)
                        .get_json() if u["role"] == "admin")
+        payload = {"uid": user_id,
+                   "pw": password_stamp(db.session.get(User, uuid.UUID(user_id)))}
         signer = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=ACCESS_SALT,
                                         signer_kwargs={"digest_method": None})
         signer.signer = type("Past", (TimestampSigner,), {
             "get_timestamp": lambda self: int(time.time()) - 7200})
-        old = signer.dumps({"uid": user_id})  # signed two hours ago: past its hour
+        old = signer.dumps(payload)  # signed two hours ago: past its hour
     assert_error(client.get("/api/v1/nodes", headers=bearer(old)), 401, "ERR_UNAUTHORIZED")
-    forged = URLSafeTimedSerializer("another-secret", salt=ACCESS_SALT).dumps({"uid": user_id})
+    forged = URLSafeTimedSerializer("another-secret", salt=ACCESS_SALT).dumps(payload)
     assert_error(client.get("/api/v1/nodes", headers=bearer(forged)), 401, "ERR_UNAUTHORIZED")
     assert client.get("/api/v1/nodes", headers=admin.headers).status_code == 200
 

@@ -2,14 +2,21 @@
 
 Checks run in the order of SPEC §5: token (401) → node_id matches the token (403) →
 body shape and ranges (400) → probe ownership (400).
+
+The node's rate limit (429) comes first of all but the token: a heartbeat request that
+stores something is counted in its write round trip, one that stores nothing (any error,
+or a batch whose every item is refused) alone before its answer — over the limit, that
+answer is the 429 (app.ingest.rate_limit).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from flask import jsonify, make_response, request
 from flask.views import MethodView
+from werkzeug.exceptions import HTTPException
 
 from app.api.beacon.schemas import (
     BatchAnswerSchema,
@@ -26,10 +33,10 @@ from app.api.beacon.schemas import (
 from app.api.common import Blueprint, load_json_body, parse_json_body, require_json_body
 from app.api.security import bearer_token
 from app.errors import ApiError
-from app.ingest.fast_path import BACKEND_DOWN, RATE_COUNTED
-from app.ingest.heartbeats import heartbeat_answer, ingest
+from app.ingest.fast_path import BACKEND_DOWN, RATE_REFUSED
+from app.ingest.heartbeats import IngestResult, heartbeat_answer, ingest
 from app.ingest.node_lookup import resolve_node_token
-from app.ingest.rate_limit import check_node_rate
+from app.ingest.rate_limit import RateLimited, count_request, refuse_known
 from app.ingest.rules import check_node_id
 from app.services import nodes as node_service
 from app.services.beacon_config import beacon_config, declare_probes
@@ -52,6 +59,23 @@ def authenticated_node() -> uuid.UUID:
 def _json_body():
     require_json_body()
     return parse_json_body(request.get_data(cache=True))
+
+
+def _counted(node_id: uuid.UUID, handle: Callable[[], IngestResult]) -> IngestResult:
+    """handle() with the request counted once against the node's rate limit: by the write
+    round trip when it stores something, else here, before the answer (which becomes the
+    429 when the node is over its limit)."""
+    refuse_known(str(node_id))  # refused a moment ago: 429 before reading the body
+    try:
+        result = handle()
+    except RateLimited:
+        raise
+    except (ApiError, HTTPException):
+        count_request(str(node_id))
+        raise
+    if not result.stored:
+        count_request(str(node_id))
+    return result
 
 
 def _ownership_checked(body, node_id: uuid.UUID) -> None:
@@ -118,18 +142,22 @@ def heartbeat():
     backend_down = request.environ.get(BACKEND_DOWN)
     if backend_down is not None:
         raise backend_down  # found by the fast path a moment ago: 503 at once
+    refused = request.environ.get(RATE_REFUSED)
+    if refused is not None:
+        raise refused  # the fast path's write was refused by the rate limit: nothing stored
     node_id = authenticated_node()
-    if not request.environ.get(RATE_COUNTED):
-        check_node_rate(str(node_id))
-    body = _json_body()
-    _ownership_checked(body, node_id)
-    result = ingest(node_id, [body])
-    outcome = result.outcomes[0]
-    if outcome.error is not None:
-        raise outcome.error
+
+    def handle() -> IngestResult:
+        body = _json_body()
+        _ownership_checked(body, node_id)
+        result = ingest(node_id, [body])
+        if result.outcomes[0].error is not None:
+            raise result.outcomes[0].error
+        return result
+
     # A Response skips the schema dump; HeartbeatAnswerSchema documents the answer and a
     # test checks that the two agree.
-    return jsonify(heartbeat_answer(result))
+    return jsonify(heartbeat_answer(_counted(node_id, handle)))
 
 
 @blp.route("/heartbeats", methods=["POST"])
@@ -138,25 +166,29 @@ def heartbeat():
 def heartbeats():
     """Deliver spooled heartbeats (≤ 500), judged one by one"""
     node_id = authenticated_node()
-    check_node_rate(str(node_id))
-    body = _json_body()
-    items = body.get("heartbeats") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise ApiError(400, "ERR_VALIDATION", "heartbeats: must be a list",
-                       {"fields": {"heartbeats": ["must be a list"]}})
-    if len(items) > MAX_BATCH:
-        raise ApiError(400, "ERR_VALIDATION", f"heartbeats: at most {MAX_BATCH} items",
-                       {"fields": {"heartbeats": [f"at most {MAX_BATCH} items"]}})
-    # A node_id of another node is judged per item, like every other problem.
+    items: list = []
     mismatched: dict[int, ApiError] = {}
-    for index, item in enumerate(items):
-        problem = check_node_id(item, node_id)
-        if problem is not None:
-            code = "ERR_NODE_MISMATCH" if problem[0] == "403" else "ERR_INVALID_NODE_ID"
-            HEARTBEATS.labels(outcome=code).inc()
-            mismatched[index] = ApiError(int(problem[0]), code, problem[1])
-    judged = [item for i, item in enumerate(items) if i not in mismatched]
-    result = ingest(node_id, judged)
+
+    def handle() -> IngestResult:
+        body = _json_body()
+        listed = body.get("heartbeats") if isinstance(body, dict) else None
+        if not isinstance(listed, list):
+            raise ApiError(400, "ERR_VALIDATION", "heartbeats: must be a list",
+                           {"fields": {"heartbeats": ["must be a list"]}})
+        if len(listed) > MAX_BATCH:
+            raise ApiError(400, "ERR_VALIDATION", f"heartbeats: at most {MAX_BATCH} items",
+                           {"fields": {"heartbeats": [f"at most {MAX_BATCH} items"]}})
+        items.extend(listed)
+        # A node_id of another node is judged per item, like every other problem.
+        for index, item in enumerate(items):
+            problem = check_node_id(item, node_id)
+            if problem is not None:
+                code = "ERR_NODE_MISMATCH" if problem[0] == "403" else "ERR_INVALID_NODE_ID"
+                HEARTBEATS.labels(outcome=code).inc()
+                mismatched[index] = ApiError(int(problem[0]), code, problem[1])
+        return ingest(node_id, [item for i, item in enumerate(items) if i not in mismatched])
+
+    result = _counted(node_id, handle)
     rejected, warnings, outcomes = [], [], iter(result.outcomes)
     for index in range(len(items)):
         outcome = None if index in mismatched else next(outcomes)

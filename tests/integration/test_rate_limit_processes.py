@@ -1,0 +1,48 @@
+"""The node rate limit holds across API processes: gunicorn with two workers recycled
+every few requests, so a node's heartbeats are answered by several processes, which count
+together in Redis; the refused ones are in none of Redis's queues."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import requests
+
+from app.redis_keys import pending_stream
+from tests.integration.helpers import heartbeat, recent
+from tests.integration.test_processes import BIN, bootstrap, start, stop
+from tests.support.servers import free_port, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_processes_count_together(server_env, pg_app, tmp_path):
+    port = free_port()
+    env = {**server_env, "PORT": str(port), "WEB_CONCURRENCY": "2",
+           "PULSE_NODE_RATE_LIMIT": "8/minute"}
+    proc = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind",
+                  f"127.0.0.1:{port}", "--max-requests", "3", "wsgi:app"], env,
+                 tmp_path / "gunicorn.log")
+    try:
+        wait_for_port(port)
+        base = f"http://127.0.0.1:{port}"
+        ctx = bootstrap(base, env, "admin@limit.test")
+        statuses, pids = [], set()
+        for i in range(12):
+            body = heartbeat(ctx["node"]["id"], [ctx["probe"]["id"]], recent(60 - i))
+            # a new connection each time: any worker may answer
+            response = requests.post(f"{base}/api/v1/beacon/heartbeat", json=body,
+                                     headers=ctx["node_auth"], timeout=10)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert response.json()["code"] == "ERR_RATE_LIMITED"
+                assert 1 <= int(response.headers["Retry-After"]) <= 60
+        pids = {line.split("pid: ")[1].split()[0].rstrip(")")
+                for line in (tmp_path / "gunicorn.log").read_text().splitlines()
+                if "Booting worker with pid" in line}
+    finally:
+        stop(proc)
+    assert statuses == [200] * 8 + [429] * 4
+    assert len(pids) >= 3  # the heartbeats were answered by several processes
+    client = redis.Redis.from_url(server_env["REDIS_URL"])
+    assert client.xlen(pending_stream(server_env["PULSE_REDIS_PREFIX"])) == 8
