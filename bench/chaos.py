@@ -14,7 +14,9 @@ graceful Redis restart, a Redis crash (SIGKILL), PostgreSQL stopped (60 s; 15 s 
 beat restarted. At the end: every point answered 200 is in PostgreSQL exactly once (a
 Redis crash may lose what it acknowledged in its last second with appendfsync everysec:
 counted), every aggregated minute equals a recomputation from its raw rows, no 5xx but
-503 during declared outages, process memory after warm-up vs at the end.
+503 during declared outages, process memory after warm-up vs at the end, and the RSS of
+every process every --memory-interval seconds (with each one's trend over the second half
+of the run: warm-up or growth).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 import requests  # noqa: E402
 
-from bench.chaos_stack import Stack, rss_mb  # noqa: E402
+from bench.chaos_stack import MemorySampler, Stack, rss_mb  # noqa: E402
 from bench.pulse_stack import (  # noqa: E402
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -201,7 +203,7 @@ def memory(stack: Stack) -> dict[str, float]:
 
 
 def run(beacons: int, duration: float, interval: float, pg_outage: float,
-        appendfsync: str, workdir: Path) -> dict:
+        appendfsync: str, workdir: Path, memory_interval: float = 30.0) -> dict:
     stack = Stack(workdir, appendfsync)
     try:
         stack.start(SECRET_KEY)
@@ -219,6 +221,8 @@ def run(beacons: int, duration: float, interval: float, pg_outage: float,
         threads = [Beacon(base, node, ledger, interval, stop, i)
                    for i, node in enumerate(nodes)]
         started = time.time()
+        sampler = MemorySampler(stack, memory_interval, started)
+        sampler.start()
         for thread in threads:
             thread.start()
         faults = Faults(stack, pg_outage)
@@ -234,6 +238,8 @@ def run(beacons: int, duration: float, interval: float, pg_outage: float,
             time.sleep(max(1.0, gap - (time.time() - step_started)))
         time.sleep(max(0.0, started + duration - time.time()))
         memory_end = memory(stack)
+        sampler.stop_event.set()
+        sampler.join(5)
         stop.set()
         for thread in threads:
             thread.join(15)
@@ -247,6 +253,8 @@ def run(beacons: int, duration: float, interval: float, pg_outage: float,
                 "redis_crash_at": faults.redis_crash_at, "faults": faults.windows,
                 "memory_mb": {k: (round(memory_start[k], 1), round(memory_end[k], 1))
                               for k in memory_start},
+                "memory_samples": sampler.samples,
+                "memory_flatness": sampler.flatness(after_s=duration / 2),
                 **_loss(ledger, checks, faults.redis_crash_at), **checks["aggregates"]}
     finally:
         stack.stop()
@@ -323,11 +331,22 @@ def _classify_errors(errors: list[tuple[float, int]], windows) -> dict:
 
 
 def print_report(result: dict) -> None:
+    hidden = ("faults", "memory_samples", "memory_flatness")
     rows = [(k, json.dumps(v) if isinstance(v, dict | list) else v)
-            for k, v in result.items() if k not in ("faults",)]
+            for k, v in result.items() if k not in hidden]
     print_table(["figure", "value"], rows, title="Chaos run")
     print_table(["fault", "started (epoch s)", "window ends"],
                 [(n, f"{a:.0f}", f"{b:.0f}") for n, a, b in result["faults"]])
+    samples = result["memory_samples"]
+    labels = sorted({label for _, row in samples for label in row})
+    print_table(["t s", *labels],
+                [[f"{t:.0f}", *(f"{row[k][1]:.1f} ({row[k][0]})" if k in row else "–"
+                                for k in labels)] for t, row in samples],
+                title="RSS MB (pid) of every process, sampled through the run")
+    print_table(["process", "samples", "first", "last", "min", "max", "slope MB/min"],
+                [[k, v["samples"], *(f"{v[x]:.1f}" for x in ("first", "last", "min", "max")),
+                  f"{v['slope_mb_per_min']:+.2f}"] for k, v in result["memory_flatness"].items()],
+                title="Second half of the run (after warm-up), same pid: flat or growing?")
 
 
 def main() -> int:
@@ -338,14 +357,17 @@ def main() -> int:
     parser.add_argument("--pg-outage", type=float, default=60.0)
     parser.add_argument("--appendfsync", choices=("everysec", "always"), default="everysec")
     parser.add_argument("--short", action="store_true", help="40 Beacons, ~2 minutes")
+    parser.add_argument("--memory-interval", type=float, default=30.0,
+                        help="seconds between RSS samples of every process")
     args = parser.parse_args()
     if args.short:
         args.beacons, args.minutes, args.interval, args.pg_outage = 40, 2.0, 5.0, 15.0
     with tempfile.TemporaryDirectory(prefix="pulse-chaos-") as tmp:
         result = run(args.beacons, args.minutes * 60, args.interval, args.pg_outage,
-                     args.appendfsync, Path(tmp))
+                     args.appendfsync, Path(tmp), args.memory_interval)
     print_report(result)
-    print(json.dumps({k: v for k, v in result.items() if k != "faults"}), flush=True)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("faults", "memory_samples")}),
+          flush=True)
     ok = (result["duplicates"] == 0 and result["aggregate_mismatches"] == 0
           and result["5xx"]["other_5xx"] == 0
           and result["lost"] == result["lost_in_redis_crash_second"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -151,3 +152,67 @@ def rss_mb(pids: list[int]) -> float:
         except OSError:
             continue
     return total / 1024
+
+
+class MemorySampler(threading.Thread):
+    """RSS of every process of the stack every `interval` seconds: gunicorn's master and
+    each worker, each Celery worker, beat, Redis and PostgreSQL (all its processes).
+    A process restarted by a fault shows up under a new pid."""
+
+    def __init__(self, stack: Stack, interval: float, started: float) -> None:
+        super().__init__(name="memory-sampler", daemon=True)
+        self.stack, self.interval, self.started = stack, interval, started
+        self.samples: list[tuple[float, dict[str, tuple[int, float]]]] = []  # t, label->(pid, MB)
+        self.stop_event = threading.Event()
+
+    def processes(self) -> dict[str, list[int]]:
+        stack = self.stack
+        found: dict[str, list[int]] = {}
+        if stack.web is not None:
+            found["gunicorn master"] = [stack.web.proc.pid]
+            for n, pid in enumerate(sorted(stack.gunicorn_worker_pids())):
+                found[f"gunicorn worker {n + 1}"] = [pid]
+        for worker in stack.workers:
+            found[f"celery {worker.name}"] = worker.pids()
+        if stack.beat is not None:
+            found["celery beat"] = stack.beat.pids()
+        proc = stack.redis.proc
+        if proc is not None and proc.poll() is None:
+            found["redis"] = [proc.pid]
+        try:  # pg_ctl daemonizes the postmaster: its pid is in the data directory
+            postmaster = int((stack.pg.data / "postmaster.pid").read_text().split()[0])
+            found["postgresql (all)"] = [postmaster, *children(postmaster)]
+        except (OSError, ValueError, IndexError):
+            pass
+        return found
+
+    def sample(self) -> None:
+        row = {label: (pids[0], rss_mb(pids)) for label, pids in self.processes().items()
+               if pids}
+        self.samples.append((time.time() - self.started, row))
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.sample()
+            self.stop_event.wait(self.interval)
+
+    def flatness(self, after_s: float) -> dict[str, dict[str, float]]:
+        """Per process (same pid), over the samples from `after_s` on: first, last, min,
+        max and the least-squares slope in MB a minute."""
+        result: dict[str, dict[str, float]] = {}
+        labels = {label for _, row in self.samples for label in row}
+        for label in sorted(labels):
+            last_pid = next(row[label][0] for _, row in reversed(self.samples) if label in row)
+            points = [(t, row[label][1]) for t, row in self.samples
+                      if t >= after_s and label in row and row[label][0] == last_pid]
+            if len(points) < 3:
+                continue
+            mean_t = sum(t for t, _ in points) / len(points)
+            mean_m = sum(m for _, m in points) / len(points)
+            var = sum((t - mean_t) ** 2 for t, _ in points)
+            slope = sum((t - mean_t) * (m - mean_m) for t, m in points) / var if var else 0.0
+            values = [m for _, m in points]
+            result[label] = {"samples": len(points), "first": values[0], "last": values[-1],
+                             "min": min(values), "max": max(values),
+                             "slope_mb_per_min": slope * 60}
+        return result

@@ -90,8 +90,10 @@ class NodeRateLimit:
     def refuse(self, node_id: str, oldest_hit: float, now: float) -> RateLimited:
         free_at = oldest_hit + self.limit.get_expiry()
         if len(self.refused_until) >= REFUSED_MAX:
-            for node in [n for n, until in self.refused_until.items() if until <= now]:
-                self.refused_until.pop(node, None)
+            # list() copies in one step: other threads of the worker may change the dict
+            for node, until in list(self.refused_until.items()):
+                if until <= now:
+                    self.refused_until.pop(node, None)
             if len(self.refused_until) >= REFUSED_MAX:
                 self.refused_until.clear()
         self.refused_until[node_id] = free_at

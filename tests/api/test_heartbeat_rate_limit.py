@@ -160,3 +160,17 @@ def test_off_sends_no_check(app_factory, make_heartbeat, monkeypatch):
                            headers=headers).status_code == 200
     assert not any(command[0] in ("WATCH", "EVAL", "MULTI") for trip in sent
                    for command in trip)
+
+
+def test_the_remembered_refusals_stay_bounded(app_factory, monkeypatch):
+    limited = app_factory(PULSE_NODE_RATE_LIMIT="3/minute")
+    monkeypatch.setattr(rate_limit, "REFUSED_MAX", 4)
+    configured = limited.extensions["pulse_rate_limit"]
+    for i in range(4):
+        configured.refuse(f"old-{i}", oldest_hit=100.0, now=120.0)  # free at 160
+    configured.refuse("new", oldest_hit=200.0, now=220.0)  # the old ones have expired
+    assert set(configured.refused_until) == {"new"}
+    for i in range(3):
+        configured.refuse(f"live-{i}", oldest_hit=200.0, now=220.0)
+    configured.refuse("one-more", oldest_hit=200.0, now=220.0)  # full of live ones: cleared
+    assert set(configured.refused_until) == {"one-more"}
