@@ -205,3 +205,15 @@ def test_a_baseline_rule_fires_on_2_to_5_ms_and_not_on_200_to_210_ms(pg_app, ctx
         medians = baseline.query_medians("latency_ms", datetime.now(UTC))
     assert medians[short] == pytest.approx(2.1) and medians[long_] == pytest.approx(200.1)
     assert young not in medians
+
+
+def test_event_times_reach_postgresql_in_utc(pg_app, ctx):
+    """A UTC offset ISO 8601 allows but PostgreSQL refuses (beyond ±15:59) is converted,
+    and a year out of range is a 400 (the OpenAPI fuzz found both as 500s)."""
+    client, headers = ctx["client"], ctx["operator_headers"]
+    url = "/api/v1/alert-events"
+    assert client.get(f"{url}?to=2030-01-01T00:00:00-18:47", headers=headers).status_code == 200
+    answer = client.get(f"{url}?from=0853-01-11T13:34:21Z&to=0599-08-08T15:05:32-18:47",
+                        headers=headers)
+    assert answer.status_code == 400
+    assert answer.get_json()["code"] in ("ERR_INVALID_TIMESTAMP", "ERR_VALIDATION")

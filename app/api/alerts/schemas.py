@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 
 from app.alerts.views import LISTED_STATES
 from app.api.common import UtcDateTime
+from app.api.fields import QueryTime
 
 
 class AlertArgsSchema(ma.Schema):
@@ -49,8 +50,8 @@ class AlertListSchema(ma.Schema):
 class EventArgsSchema(ma.Schema):
     error_codes = {"from": "ERR_INVALID_TIMESTAMP", "to": "ERR_INVALID_TIMESTAMP"}
 
-    from_ = fields.AwareDateTime(data_key="from", load_default=None)
-    to = fields.AwareDateTime(load_default=None)
+    from_ = QueryTime(data_key="from", load_default=None)
+    to = QueryTime(load_default=None)
 
 
 class DeliverySchema(ma.Schema):
