@@ -217,3 +217,22 @@ def test_event_times_reach_postgresql_in_utc(pg_app, ctx):
                         headers=headers)
     assert answer.status_code == 400
     assert answer.get_json()["code"] in ("ERR_INVALID_TIMESTAMP", "ERR_VALIDATION")
+
+
+def test_report_and_silence_times_reach_postgresql_in_utc(pg_app, ctx):
+    """The same offsets on the SLA report's query and a silence's body: converted to UTC
+    (a silence keeps its instant), a year out of range a 400, never a 500."""
+    client, headers = ctx["client"], ctx["operator_headers"]
+    answer = client.get("/api/v1/reports/sla?from=2026-01-01T00:00:00-18:47"
+                        "&to=2026-01-03T00:00:00%2B18:30", headers=headers)
+    assert answer.status_code == 200, answer.get_json()
+    assert client.get("/api/v1/reports/sla?from=0599-08-08T15:05:32-18:47",
+                      headers=headers).status_code == 400
+    created = client.post("/api/v1/silences", headers=headers, json={
+        "starts_at": "2030-01-01T00:00:00-18:47", "ends_at": "2030-01-02T00:00:00-18:47",
+        "comment": "offset"})
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["starts_at"] == "2030-01-01T18:47:00Z"
+    refused = client.post("/api/v1/silences", headers=headers, json={
+        "starts_at": "0599-08-08T15:05:32-18:47", "ends_at": "2030-01-02T00:00:00Z"})
+    assert refused.status_code == 400 and refused.get_json()["code"] == "ERR_INVALID_SILENCE"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from marshmallow import fields, validate
+from marshmallow import fields
 
 from app.api.common import UtcDateTime
+from app.api.fields import QueryTime, validate
 
 
 class SlaArgsSchema(ma.Schema):
@@ -13,9 +14,9 @@ class SlaArgsSchema(ma.Schema):
                    "to": "ERR_INVALID_TIMESTAMP", "node_id": "ERR_NODE_NOT_FOUND",
                    "format": "ERR_VALIDATION"}
 
-    from_ = fields.AwareDateTime(data_key="from", load_default=None,
+    from_ = QueryTime(data_key="from", load_default=None,
                                  metadata={"description": "default: 30 days before `to`"})
-    to = fields.AwareDateTime(load_default=None, metadata={"description": "default: now"})
+    to = QueryTime(load_default=None, metadata={"description": "default: now"})
     node_id = fields.UUID(load_default=None)
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
 

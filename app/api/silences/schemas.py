@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from marshmallow import fields, validate
+from marshmallow import fields
 
 from app.api.common import UtcDateTime
+from app.api.fields import QueryTime, validate
 
 SILENCE_ERROR_CODES = {"node_id": "ERR_INVALID_NODE_ID", "probe_id": "ERR_INVALID_SILENCE",
                        "rule_id": "ERR_INVALID_SILENCE", "starts_at": "ERR_INVALID_SILENCE",
@@ -18,8 +19,8 @@ class SilenceCreateSchema(ma.Schema):
     node_id = fields.UUID(load_default=None, allow_none=True)
     probe_id = fields.UUID(load_default=None, allow_none=True)
     rule_id = fields.UUID(load_default=None, allow_none=True)
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = QueryTime(required=True)
+    ends_at = QueryTime(required=True)
     comment = fields.String(load_default="", validate=validate.Length(max=1000))
 
 
