@@ -56,6 +56,24 @@ def bootstrap(base: str, env: dict, admin_email: str) -> dict:
             "node_auth": {"Authorization": f"Bearer {node['token']}"}}
 
 
+def start_recycling_gunicorn(env: dict, log: Path, max_requests: int, admin_email: str
+                             ) -> tuple[subprocess.Popen, str, dict]:
+    """gunicorn (2 workers, each recycled after `max_requests` so requests spread over
+    several processes) with a node and probe bootstrapped: (process, base URL, ids)."""
+    port = free_port()
+    env.update(PORT=str(port), WEB_CONCURRENCY="2")
+    proc = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind",
+                  f"127.0.0.1:{port}", "--max-requests", str(max_requests), "wsgi:app"], env,
+                 log)
+    try:
+        wait_for_port(port)
+        base = f"http://127.0.0.1:{port}"
+        return proc, base, bootstrap(base, env, admin_email)
+    except BaseException:
+        stop(proc)
+        raise
+
+
 def test_embedded_mode_flows_end_to_end(tmp_path):
     """No REDIS_URL: fakeredis in-process, tasks run by the embedded scheduler."""
     db_path = tmp_path / "pulse.db"
@@ -94,19 +112,13 @@ def test_embedded_mode_flows_end_to_end(tmp_path):
 
 
 def test_gunicorn_metrics_across_workers(server_env, pg_app, tmp_path):
-    port = free_port()
     metrics_dir = tmp_path / "prom"
-    env = {**server_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PORT": str(port),
-           "WEB_CONCURRENCY": "2"}
+    env = {**server_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     # Workers recycle every 15 requests, so the 40 heartbeats are surely spread over
     # several processes, some of them dead by the scrape (gunicorn's child_exit hook).
-    proc = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind",
-                  f"127.0.0.1:{port}", "--max-requests", "15", "wsgi:app"], env,
-                 tmp_path / "gunicorn.log")
+    proc, base, ctx = start_recycling_gunicorn(env, tmp_path / "gunicorn.log", 15,
+                                               "admin@gunicorn.test")
     try:
-        wait_for_port(port)
-        base = f"http://127.0.0.1:{port}"
-        ctx = bootstrap(base, env, "admin@gunicorn.test")
         session = requests.Session()
         for i in range(40):
             body = heartbeat(ctx["node"]["id"], [ctx["probe"]["id"]], recent(300 - i))

@@ -10,23 +10,16 @@ import requests
 
 from app.redis_keys import pending_stream
 from tests.integration.helpers import heartbeat, recent
-from tests.integration.test_processes import BIN, bootstrap, start, stop
-from tests.support.servers import free_port, wait_for_port
+from tests.integration.test_processes import start_recycling_gunicorn, stop
 
 pytestmark = pytest.mark.integration
 
 
 def test_processes_count_together(server_env, pg_app, tmp_path):
-    port = free_port()
-    env = {**server_env, "PORT": str(port), "WEB_CONCURRENCY": "2",
-           "PULSE_NODE_RATE_LIMIT": "8/minute"}
-    proc = start([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind",
-                  f"127.0.0.1:{port}", "--max-requests", "3", "wsgi:app"], env,
-                 tmp_path / "gunicorn.log")
+    env = {**server_env, "PULSE_NODE_RATE_LIMIT": "8/minute"}
+    proc, base, ctx = start_recycling_gunicorn(env, tmp_path / "gunicorn.log", 3,
+                                               "admin@limit.test")
     try:
-        wait_for_port(port)
-        base = f"http://127.0.0.1:{port}"
-        ctx = bootstrap(base, env, "admin@limit.test")
         statuses, pids = [], set()
         for i in range(12):
             body = heartbeat(ctx["node"]["id"], [ctx["probe"]["id"]], recent(60 - i))
