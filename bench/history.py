@@ -3,8 +3,13 @@
 Seeds, straight in PostgreSQL with generate_series (not through the API):
   * NODES × PROBES_PER_NODE probes (default 1,000 × 10 = 10,000) with a raw run every
     minute for RAW_DAYS days (default 3.5: 50.4 M rows), in the daily partitions;
-  * one node's 10 probes with 30 days of minute aggregates, and hourly rollups for every
-    probe over 30 days (7.2 M rows), plus two years of rollups for one probe.
+  * minute aggregates of every probe for the newest MINUTE_DAYS days (default 1: 14.4 M
+    rows, written minute by minute for all probes as the aggregation does, so a node's
+    rows lie among everyone's), hourly rollups of every probe over 30 days (7.2 M rows)
+    up to the last full hour, and two years of rollups for the measured node's probes.
+A kept cluster (--keep) is topped up to now on every run (`top_up`: only what is
+missing, e.g. the hours since its last run or the day the retention measure dropped), so
+the reads always see a fleet that has been reporting until now.
 Then measures the server time of the real requests (Flask's test client in one process,
 signed in as a bench operator; the median of ROUNDS calls) against the bare `/healthz` in
 the same run: a node page's chart data (`/nodes/<id>/data`, 10 probes × 24 h at 1m; × 30 d
@@ -95,7 +100,7 @@ def make_app(url: str):
 
 
 def seed(app, args) -> dict:
-    """Nodes, probes, raw runs, one node's minute aggregates, rollups (see the docstring)."""
+    """Nodes, probes, two years of the measured node's rollups, then top_up."""
     from flask_migrate import upgrade
     from sqlalchemy import text
 
@@ -120,27 +125,16 @@ def seed(app, args) -> dict:
                 "SELECT gen_random_uuid(), n.id, NULL, 'TCP', '192.0.2.' || (p % 250 + 1), "
                 "1000 + p, 60, 10, 5, true, 'api', now(), now() FROM nodes n "
                 "CROSS JOIN generate_series(1, :per_node) p"), {"per_node": args.probes})
-        raw_start = now - timedelta(hours=1) - timedelta(days=args.raw_days)
-        day = raw_start
-        while day < now - timedelta(hours=1):
-            until = min(day + timedelta(days=1), now - timedelta(hours=1))
-            with db.engine.begin() as conn:
-                conn.execute(text(RAW_SQL), {"start": day, "until": until})
-            print(f"  raw runs up to {until:%Y-%m-%d %H:%M} "
-                  f"({time.monotonic() - started:.0f} s)", flush=True)
-            day = until
-        timings["raw_seconds"] = time.monotonic() - started
         node = db.session.execute(text(
             "SELECT id FROM nodes ORDER BY name LIMIT 1")).scalar()
         with db.engine.begin() as conn:
-            conn.execute(text(AGG_SQL), {"node": node, "start": now - timedelta(days=30),
-                                         "until": now})
-            conn.execute(text(ROLLUP_SQL), {"start": now - timedelta(days=30), "until": now,
-                                            "node": None})
-            # two years for the measured node's probes (its two-year chart)
+            # two years for the measured node's probes (its two-year chart); the newest
+            # 30 days of every probe come with top_up
             conn.execute(text(ROLLUP_SQL), {"start": now - timedelta(days=730),
                                             "until": now - timedelta(days=30), "node": node})
-            conn.execute(text("ANALYZE"))
+        db.session.remove()
+    top_up(app, args)
+    with app.app_context():
         timings["seed_seconds"] = time.monotonic() - started
         db.session.remove()
     return timings
@@ -158,18 +152,22 @@ CROSS JOIN generate_series(:start, :until - interval '1 minute', interval '1 min
 CROSS JOIN LATERAL (SELECT (extract(epoch FROM t)::bigint / 60 + p.port * 13) AS k) kk
 CROSS JOIN LATERAL (SELECT kk.k, 5 + kk.k % 400 / 10.0 AS lat,
                            CASE WHEN kk.k % 97 = 0 THEN 100 ELSE kk.k % 3 * 10 END AS loss) v
+ON CONFLICT DO NOTHING
 """
-AGG_SQL = """
+ALL_MINUTES_SQL = """
 INSERT INTO metrics (node_id, probe_id, timestamp, latency_ms, packet_loss_rate, jitter_ms,
                      latency_min_ms, latency_median_ms, latency_p95_ms, latency_max_ms,
                      jitter_max_ms, packet_loss_max, sent, received, sample_count,
                      is_aggregated, created_at)
-SELECT p.node_id, p.id, t, 20 + p.port % 10, 1.5, 0.7, 18, 20, 24, 26, 0.9, 10, 10, 9, 1,
+SELECT p.node_id, p.id, t, v.lat, v.loss, 0.5 + v.k % 7 / 10.0, v.lat * 0.9, v.lat,
+       v.lat * 1.2, v.lat * 1.3, 0.9 + v.k % 5 / 10.0, v.loss, 10, 10 - (v.loss / 10)::int, 1,
        true, now()
-FROM probes p
-CROSS JOIN generate_series(date_trunc('minute', CAST(:start AS timestamptz)), :until,
-                           interval '1 minute') t
-WHERE p.node_id = :node
+FROM generate_series(:start, :until - interval '1 minute', interval '1 minute') t
+CROSS JOIN probes p
+CROSS JOIN LATERAL (SELECT (extract(epoch FROM t)::bigint / 60 + p.port * 13) AS k) kk
+CROSS JOIN LATERAL (SELECT kk.k, 5 + kk.k % 400 / 10.0 AS lat,
+                           CASE WHEN kk.k % 97 = 0 THEN 100 ELSE kk.k % 3 * 10 END AS loss) v
+ORDER BY t, p.node_id, p.id
 ON CONFLICT DO NOTHING
 """
 ROLLUP_SQL = """
@@ -178,8 +176,8 @@ INSERT INTO metric_rollups_hourly (node_id, probe_id, hour, latency_ms, latency_
     jitter_ms, jitter_max_ms, sample_count, latency_sample_count, runs_available, created_at)
 SELECT p.node_id, p.id, h, 20 + p.port % 10, 15, 40, 20, 26, 1.5, 20, 0.7, 2, 60, 59, 59, now()
 FROM probes p
-CROSS JOIN generate_series(date_trunc('hour', CAST(:start AS timestamptz)), :until,
-                           interval '1 hour') h
+CROSS JOIN generate_series(date_trunc('hour', CAST(:start AS timestamptz)),
+                           CAST(:until AS timestamptz) - interval '1 hour', interval '1 hour') h
 WHERE CAST(:node AS uuid) IS NULL OR p.node_id = CAST(:node AS uuid)
 ON CONFLICT DO NOTHING
 """
@@ -387,11 +385,96 @@ def unlink_seconds_per_gib(where: Path) -> float:
     return time.perf_counter() - started
 
 
+def _fill(conn, sql: str, start: datetime, until: datetime, step: timedelta,
+          what: str, **params) -> bool:
+    """Insert `sql`'s rows over [start, until) in `step` chunks; whether any ran."""
+    from sqlalchemy import text
+
+    began, chunk = time.monotonic(), start
+    while chunk < until:
+        end = min(chunk + step, until)
+        conn.execute(text(sql), {"start": chunk, "until": end, **params})
+        conn.commit()
+        print(f"  {what} up to {end:%Y-%m-%d %H:%M} ({time.monotonic() - began:.0f} s)",
+              flush=True)
+        chunk = end
+    return start < until
+
+
+def _holes(conn, aggregated: bool, start: datetime, until: datetime, step: timedelta,
+           unit: timedelta) -> list[tuple[datetime, datetime]]:
+    """The parts of [start, until) with no metrics rows, looked at `step` by `step` (two
+    index look-ups each): a dropped day, or the time since the seed was last topped up."""
+    from sqlalchemy import text
+
+    def floor(moment: datetime) -> datetime:
+        return moment - (moment - datetime(2000, 1, 1, tzinfo=UTC)) % unit
+
+    holes, chunk = [], start
+    while chunk < until:
+        end = min(chunk + step, until)
+        first, last = conn.execute(text(
+            "SELECT min(timestamp), max(timestamp) FROM metrics WHERE is_aggregated = :agg "
+            "AND timestamp >= :start AND timestamp < :end"),
+            {"agg": aggregated, "start": chunk, "end": end}).one()
+        if first is None:
+            holes.append((chunk, end))
+        else:
+            if floor(first) > chunk:
+                holes.append((chunk, floor(first)))
+            if floor(last) + unit < end:
+                holes.append((floor(last) + unit, end))
+        chunk = end
+    return holes
+
+
+def top_up(app, args) -> None:
+    """Bring the seed up to now, fresh or kept: every probe's raw runs over the newest
+    RAW_DAYS (up to an hour ago, as retention and the flush leave them), minute aggregates
+    over the newest MINUTE_DAYS and hourly rollups over 30 days up to the last full
+    hour. Only the missing parts are written: a kept cluster reused hours later (or
+    after the retention measure dropped a day) is topped up, not seeded again."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+    from app.history.retention import maintain_partitions
+
+    minute = timedelta(minutes=1)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    with app.app_context():
+        maintain_partitions()  # the daily raw partitions of the last days, if dropped
+        db.session.remove()
+        with db.engine.connect() as conn:
+            wrote = False
+            raw_start = now - timedelta(hours=1) - timedelta(days=args.raw_days)
+            for start, until in _holes(conn, False, raw_start, now - timedelta(hours=1),
+                                       timedelta(days=1), minute):
+                wrote |= _fill(conn, RAW_SQL, start, until, timedelta(hours=6), "raw runs")
+            minutes_start = now - timedelta(days=args.minute_days)
+            for start, until in _holes(conn, True, minutes_start, now + minute,
+                                       timedelta(days=1), minute):
+                wrote |= _fill(conn, ALL_MINUTES_SQL, start, until, timedelta(hours=3),
+                               "every probe's minutes")
+            hour = now.replace(minute=0)
+            newest = conn.execute(text("SELECT max(hour) FROM metric_rollups_hourly WHERE "
+                                       "hour >= :start"),
+                                  {"start": now - timedelta(days=30)}).scalar()
+            first = newest + timedelta(hours=1) if newest else now - timedelta(days=30)
+            wrote |= _fill(conn, ROLLUP_SQL, first, hour, timedelta(days=5), "rollups",
+                           node=None)
+            if wrote:
+                conn.execute(text("ANALYZE metrics"))
+                conn.execute(text("ANALYZE metric_rollups_hourly"))
+                conn.commit()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--probes", type=int, default=10, help="per node")
     parser.add_argument("--raw-days", type=float, default=3.5)
+    parser.add_argument("--minute-days", type=float, default=1.0,
+                        help="days of minute aggregates for every probe (newest first)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the seeded cluster here")
     parser.add_argument("--no-retention", action="store_true",
@@ -404,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         app = make_app(cluster.url)
         if cluster.fresh:
             timings = seed(app, args)
-            print(f"seeded in {timings['seed_seconds']:.0f} s "
-                  f"(raw runs {timings['raw_seconds']:.0f} s)")
+            print(f"seeded in {timings['seed_seconds']:.0f} s")
+        else:
+            top_up(app, args)
         with app.app_context():
             from sqlalchemy import text
 
