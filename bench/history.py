@@ -5,8 +5,9 @@ Seeds, straight in PostgreSQL with generate_series (not through the API):
     minute for RAW_DAYS days (default 3.5: 50.4 M rows), in the daily partitions;
   * minute aggregates of every probe for the newest MINUTE_DAYS days (default 1: 14.4 M
     rows, written minute by minute for all probes as the aggregation does, so a node's
-    rows lie among everyone's), hourly rollups of every probe over 30 days (7.2 M rows)
-    up to the last full hour, and two years of rollups for the measured node's probes.
+    rows lie among everyone's), hourly rollups of every probe over 30 days (7.2 M rows,
+    hour by hour for all probes as the roll-up writes them) up to the last full hour,
+    and two years of rollups for the measured node's probes.
 A kept cluster (--keep) is topped up to now on every run (`top_up`: only what is
 missing, e.g. the hours since its last run or the day the retention measure dropped), so
 the reads always see a fleet that has been reporting until now.
@@ -180,6 +181,7 @@ FROM probes p
 CROSS JOIN generate_series(date_trunc('hour', CAST(:start AS timestamptz)),
                            CAST(:until AS timestamptz) - interval '1 hour', interval '1 hour') h
 WHERE CAST(:node AS uuid) IS NULL OR p.node_id = CAST(:node AS uuid)
+ORDER BY h, p.node_id, p.id
 ON CONFLICT DO NOTHING
 """
 
