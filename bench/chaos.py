@@ -5,6 +5,7 @@ checked against PostgreSQL (issue 14).
     .venv/bin/python bench/chaos.py                       # 200 Beacons, 10 minutes
     .venv/bin/python bench/chaos.py --short               # ~2 minutes, 40 Beacons
     .venv/bin/python bench/chaos.py --appendfsync always  # a Redis crash loses nothing
+    .venv/bin/python bench/chaos.py --pg-outages 2        # memory across two outages
 
 Each Beacon is a thread posting real heartbeats (3 probes) every --interval seconds; a
 heartbeat not answered 200 is spooled and re-sent through the batch endpoint once Pulse
@@ -191,9 +192,13 @@ class Faults:
         self.stack.beat.start()
         self._window("beat restarted", started)
 
-    def schedule(self):
+    def schedule(self, pg_outages: int = 1):
+        """Every fault once; PostgreSQL's outage `pg_outages` times (the later ones last:
+        does a second outage raise the workers' memory again, or was the first a
+        high-water mark?)."""
         return [self.kill_worker_mid_flush, self.kill_gunicorn_worker, self.restart_redis,
-                self.crash_redis, self.stop_postgresql, self.restart_beat]
+                self.crash_redis, self.stop_postgresql, self.restart_beat,
+                *[self.stop_postgresql] * (pg_outages - 1)]
 
 
 def memory(stack: Stack) -> dict[str, float]:
@@ -203,7 +208,8 @@ def memory(stack: Stack) -> dict[str, float]:
 
 
 def run(beacons: int, duration: float, interval: float, pg_outage: float,
-        appendfsync: str, workdir: Path, memory_interval: float = 30.0) -> dict:
+        appendfsync: str, workdir: Path, memory_interval: float = 30.0,
+        pg_outages: int = 1) -> dict:
     stack = Stack(workdir, appendfsync)
     try:
         stack.start(SECRET_KEY)
@@ -229,8 +235,8 @@ def run(beacons: int, duration: float, interval: float, pg_outage: float,
         warmup = min(60.0, duration * 0.15)
         time.sleep(warmup)
         memory_start = memory(stack)
-        steps = faults.schedule()
-        gap = (duration - warmup - pg_outage - 30) / len(steps)
+        steps = faults.schedule(pg_outages)
+        gap = (duration - warmup - pg_outages * pg_outage - 30) / len(steps)
         for step in steps:
             step_started = time.time()
             print(f"t+{step_started - started:5.0f} s: {step.__name__}", flush=True)
@@ -355,6 +361,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between reports")
     parser.add_argument("--pg-outage", type=float, default=60.0)
+    parser.add_argument("--pg-outages", type=int, default=1,
+                        help="how many times PostgreSQL is stopped (memory: step or leak?)")
     parser.add_argument("--appendfsync", choices=("everysec", "always"), default="everysec")
     parser.add_argument("--short", action="store_true", help="40 Beacons, ~2 minutes")
     parser.add_argument("--memory-interval", type=float, default=30.0,
@@ -364,7 +372,7 @@ def main() -> int:
         args.beacons, args.minutes, args.interval, args.pg_outage = 40, 2.0, 5.0, 15.0
     with tempfile.TemporaryDirectory(prefix="pulse-chaos-") as tmp:
         result = run(args.beacons, args.minutes * 60, args.interval, args.pg_outage,
-                     args.appendfsync, Path(tmp), args.memory_interval)
+                     args.appendfsync, Path(tmp), args.memory_interval, args.pg_outages)
     print_report(result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("faults", "memory_samples")}),
           flush=True)
