@@ -501,29 +501,35 @@ def top_up(app, args) -> None:
     from app.history.retention import maintain_partitions
 
     minute = timedelta(minutes=1)
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
     with app.app_context():
         maintain_partitions()  # the daily raw partitions of the last days, if dropped
         db.session.remove()
-        with db.engine.connect() as conn:
+        wrote_any = False
+        for _pass in range(3):  # filling takes long: then fill the minutes it took too
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
             wrote = False
-            raw_start = now - timedelta(hours=1) - timedelta(days=args.raw_days)
-            for start, until in _holes(conn, False, raw_start, now - timedelta(hours=1),
-                                       timedelta(days=1), minute):
-                wrote |= _fill(conn, RAW_SQL, start, until, timedelta(hours=6), "raw runs")
-            minutes_start = now - timedelta(days=args.minute_days)
-            for start, until in _holes(conn, True, minutes_start, now + minute,
-                                       timedelta(days=1), minute):
-                wrote |= _fill(conn, ALL_MINUTES_SQL, start, until, timedelta(hours=3),
-                               "every probe's minutes")
-            hour = now.replace(minute=0)
-            newest = conn.execute(text("SELECT max(hour) FROM metric_rollups_hourly WHERE "
-                                       "hour >= :start"),
-                                  {"start": now - timedelta(days=30)}).scalar()
-            first = newest + timedelta(hours=1) if newest else now - timedelta(days=30)
-            wrote |= _fill(conn, ROLLUP_SQL, first, hour, timedelta(days=5), "rollups",
-                           node=None)
-            if wrote:
+            with db.engine.connect() as conn:
+                raw_start = now - timedelta(hours=1) - timedelta(days=args.raw_days)
+                for start, until in _holes(conn, False, raw_start, now - timedelta(hours=1),
+                                           timedelta(days=1), minute):
+                    wrote |= _fill(conn, RAW_SQL, start, until, timedelta(hours=6),
+                                   "raw runs")
+                minutes_start = now - timedelta(days=args.minute_days)
+                for start, until in _holes(conn, True, minutes_start, now + minute,
+                                           timedelta(days=1), minute):
+                    wrote |= _fill(conn, ALL_MINUTES_SQL, start, until, timedelta(hours=3),
+                                   "every probe's minutes")
+                newest = conn.execute(text(
+                    "SELECT max(hour) FROM metric_rollups_hourly WHERE hour >= :start"),
+                    {"start": now - timedelta(days=30)}).scalar()
+                first = newest + timedelta(hours=1) if newest else now - timedelta(days=30)
+                wrote |= _fill(conn, ROLLUP_SQL, first, now.replace(minute=0),
+                               timedelta(days=5), "rollups", node=None)
+            wrote_any |= wrote
+            if not wrote:
+                break
+        if wrote_any:
+            with db.engine.connect() as conn:
                 conn.execute(text("ANALYZE metrics"))
                 conn.execute(text("ANALYZE metric_rollups_hourly"))
                 conn.commit()
