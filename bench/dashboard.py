@@ -18,12 +18,14 @@ server's own time, no HTTP client or socket in the figure) --requests requests e
 * `GET /matrix` — first page of 100 nodes × 10 columns;
 * `GET /nodes/<id>/data?range=24h` — 10 probes, 24 h at 1m (the node page's charts).
 
-It prints median, p95 and max per endpoint and the median's ratio to /healthz's.
+It prints median, p95 and max per endpoint and the median's ratio to /healthz's. The
+collector is frozen after start-up, as gunicorn.conf.py does in every worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import random
@@ -167,6 +169,10 @@ def main() -> None:
             seeded_s = time.perf_counter() - started
         client = app.test_client()
         sign_in(client)
+        # as gunicorn.conf.py's post_worker_init does in every production worker (there
+        # the seed's objects would not be in the web process at all)
+        gc.collect()
+        gc.freeze()
         paths = ["/healthz", "/", "/?sort=latency&dir=desc", "/matrix",
                  f"/nodes/{charted}/data?range=24h"]
         print(f"# bench/dashboard.py — {args.nodes} nodes × 10 probes, {args.requests} "

@@ -53,6 +53,9 @@ class Point(NamedTuple):
 
 
 _MEMBER = struct.Struct(">QIIIIIIHIIc")
+# A member's time, latency and loss only (the other fields skipped): what a sparkline
+# draws, for a page of 100 nodes' live hours (6,000 members) without a Point each.
+_TIME_LATENCY_LOSS = struct.Struct(">QI20xH")
 _NONE32 = 0xFFFFFFFF
 _ERROR_BYTES = {code: char.encode() for code, char in ERROR_CHARS.items()}
 _ERROR_OF_BYTE = {char.encode(): code for code, char in ERROR_CHARS.items()}
@@ -88,6 +91,15 @@ def decode_member(series: str, member: bytes) -> Point:
     return Point(series, ts, _uncenti(lat), loss / 100, _uncenti(jit), _uncenti(low),
                  _uncenti(med), _uncenti(p95), _uncenti(high), _uncount(sent),
                  _uncount(received), _ERROR_OF_BYTE.get(error))
+
+
+def decode_time_latency_loss(member: bytes) -> tuple[int, float | None, float]:
+    """(ts_ms, latency_ms, packet_loss_rate) of a member; latency None when the point has
+    none or received nothing (loss 100 %)."""
+    ts, latency, loss = _TIME_LATENCY_LOSS.unpack_from(member)
+    if latency == _NONE32 or loss >= 10_000:
+        return ts, None, loss / 100
+    return ts, latency / 100, loss / 100
 
 
 def read_series(client, prefix: str, node_id: str, series: str, from_ms: int | None = None,

@@ -16,6 +16,7 @@ from sqlalchemy import or_, select
 from app.extensions import db, get_redis
 from app.history import live_cache
 from app.history.live_cache import LIVE_WINDOW_MS, NODE_SERIES
+from app.ingest.redis_wire import raise_error_replies, round_trip
 from app.models import Node
 from app.redis_keys import node_seen_key, presence_key
 from app.services.nodes import node_status
@@ -126,11 +127,13 @@ def _seen_rows(nodes, now: datetime) -> list[OverviewRow]:
     """Rows with each node's status: one round trip for every node's last-seen hash
     (Redis is fresher than the database until the next flush, as node_views reads)."""
     handle = get_redis()
-    pipe = handle.client.pipeline(transaction=False)
-    for node in nodes:
-        pipe.hmget(node_seen_key(handle.prefix, str(node.id)), "last_seen_ms", "first_seen_ms")
+    # redis_wire: hiredis packs and parses the 1,000 commands (a redis-py pipeline's
+    # per-command bookkeeping cost several times more here)
+    replies = raise_error_replies(round_trip(handle.client, [
+        ("HMGET", node_seen_key(handle.prefix, str(node.id)), "last_seen_ms", "first_seen_ms")
+        for node in nodes]))
     rows = []
-    for node, (last_raw, first_raw) in zip(nodes, pipe.execute(), strict=True):
+    for node, (last_raw, first_raw) in zip(nodes, replies, strict=True):
         last_seen = from_ms(int(last_raw)) if last_raw else _utc(node.last_seen_at)
         first_seen = (_utc(node.first_seen_at) or (from_ms(int(first_raw)) if first_raw
                                                    else None) or last_seen)
@@ -152,25 +155,30 @@ def _add_live(rows: list[OverviewRow], now: datetime, sparklines: bool,
     handle = get_redis()
     spans = uptime_window(now)
     now_ms = to_ms(now)
-    pipe = handle.client.pipeline(transaction=False)
+    commands: list[tuple] = []
     for row in rows:
         key = live_cache.live_key(handle.prefix, str(row.node_id), NODE_SERIES)
         if sparklines:
-            pipe.zrangebyscore(key, now_ms - LIVE_WINDOW_MS, "+inf")
+            commands.append(("ZRANGEBYSCORE", key, now_ms - LIVE_WINDOW_MS, "+inf"))
         elif values:
-            pipe.zrange(key, -1, -1)
+            commands.append(("ZRANGE", key, -1, -1))
         if values:
-            for day, _first, _end in spans:
-                pipe.get(presence_key(handle.prefix, str(row.node_id), day))
-    replies = iter(pipe.execute())
+            commands += [("GET", presence_key(handle.prefix, str(row.node_id), day))
+                         for day, _first, _end in spans]
+    replies = iter(raise_error_replies(round_trip(handle.client, commands)))
+    live_from = now_ms - LIVE_WINDOW_MS
     for row in rows:
         members = next(replies) if sparklines or values else []
-        points = [live_cache.decode_member(NODE_SERIES, m) for m in members]
-        points = [p for p in points if p.ts_ms >= now_ms - LIVE_WINDOW_MS]
+        # time, latency and loss of each point: all a sparkline draws (no Point each)
+        decoded = [(point, member) for member in members
+                   if (point := live_cache.decode_time_latency_loss(member))[0] >= live_from]
+        points = [point for point, _member in decoded]
         if values:
             bitmaps = [next(replies) for _ in spans]
             row.uptime_24h = uptime_from_bitmaps(bitmaps, spans, now, row.first_seen_at)
-            latest = max(points, key=lambda p: p.ts_ms) if points else None
+            newest = max(decoded, key=lambda pair: pair[0][0], default=None)
+            latest = (None if newest is None else
+                      live_cache.decode_member(NODE_SERIES, newest[1]))
             row.latency_ms = _latency(latest) if latest else None
             row.packet_loss_rate = latest.packet_loss_rate if latest else None
             row.jitter_ms = latest.jitter_ms if latest and row.latency_ms is not None else None
@@ -178,16 +186,17 @@ def _add_live(rows: list[OverviewRow], now: datetime, sparklines: bool,
             row.sparkline = _fold_minutes(points)
 
 
-def _fold_minutes(points) -> list[tuple[int, float | None, float]]:
-    """The live hour a point per minute: mean latency of the points that have one, and
-    the worst loss."""
+def _fold_minutes(points: list[tuple[int, float | None, float]]
+                  ) -> list[tuple[int, float | None, float]]:
+    """The live hour a point per minute, from (ts_ms, latency, loss) points: mean latency
+    of the points that have one, and the worst loss."""
     minutes: dict[int, list] = {}
     for point in points:
-        minutes.setdefault(point.ts_ms - point.ts_ms % SPARK_BUCKET_MS, []).append(point)
+        minutes.setdefault(point[0] - point[0] % SPARK_BUCKET_MS, []).append(point)
     spark = []
     for minute in sorted(minutes):
         group = minutes[minute]
-        latencies = [lat for lat in map(_latency, group) if lat is not None]
+        latencies = [lat for _ts, lat, _loss in group if lat is not None]
         spark.append((minute, sum(latencies) / len(latencies) if latencies else None,
-                      max(p.packet_loss_rate or 0 for p in group)))
+                      max(loss for _ts, _lat, loss in group)))
     return spark

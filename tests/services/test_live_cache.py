@@ -15,6 +15,7 @@ from app.history.live_cache import (
     NODE_SERIES,
     Point,
     decode_member,
+    decode_time_latency_loss,
     encode_member,
     read_many,
     read_series,
@@ -57,6 +58,21 @@ def test_member_round_trip(point):
     assert isinstance(member, bytes)
     assert len(member) == 43  # fixed size: always under the 64-byte listpack limit
     assert decode_member(point.series, member) == point
+
+
+@pytest.mark.parametrize("point", [
+    Point(PROBE, NOW_MS, 12.34, 0.5, 0.07, 11.0, 12.0, 15.5, 19.99, 10, 10),
+    Point(PROBE, NOW_MS, None, 100.0, None, sent=3, received=0, error="ERR_CONNECTION_REFUSED"),
+    Point(PROBE, NOW_MS, 40.0, 100.0, 1.0),  # a summary claiming a latency at 100 % loss
+    Point(NODE_SERIES, NOW_MS - 5, 0.01, 99.99, 1234.56),
+])
+def test_time_latency_and_loss_are_those_of_the_whole_member(point):
+    """The sparkline's decode reads the same time and loss as decode_member, and no
+    latency where nothing was received."""
+    whole = decode_member(point.series, encode_member(point))
+    dead = whole.latency_ms is None or whole.packet_loss_rate >= 100
+    assert decode_time_latency_loss(encode_member(point)) == (
+        whole.ts_ms, None if dead else whole.latency_ms, whole.packet_loss_rate)
 
 
 def test_member_is_derived_from_the_point_only():
