@@ -130,7 +130,9 @@ def test_retention_detaches_before_it_drops_and_finishes_an_interrupted_drop(pg_
         with pytest.raises(RuntimeError):
             prune(now)
         first = statements[0].rsplit(" ", 1)[1]
-        assert statements == [f"ALTER TABLE metrics_raw DETACH PARTITION {first}",
+        # a raw day or, on some dates (an aggregate month past its 90 days), a month first
+        parent = "metrics_raw" if first.startswith("metrics_raw_") else "metrics_agg"
+        assert statements == [f"ALTER TABLE {parent} DETACH PARTITION {first}",
                               f"DROP TABLE {first}"]
         assert partitions.detached_leftovers() == [first]  # detached, not dropped
         monkeypatch.setattr(partitions, "_ddl", real_ddl)
