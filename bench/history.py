@@ -7,7 +7,8 @@ Seeds, straight in PostgreSQL with generate_series (not through the API):
     rows, written minute by minute for all probes as the aggregation does, so a node's
     rows lie among everyone's), hourly rollups of every probe over 30 days (7.2 M rows,
     hour by hour for all probes as the roll-up writes them) up to the last full hour,
-    and two years of rollups for the measured node's probes.
+    the packed minute blocks of every finished hour of minutes (written by the roll-up's
+    own code), and two years of rollups for the measured node's probes.
 A kept cluster (--keep) is topped up to now on every run (`top_up`: only what is
 missing, e.g. the hours since its last run or the day the retention measure dropped), so
 the reads always see a fleet that has been reporting until now.
@@ -489,6 +490,30 @@ def _holes(conn, aggregated: bool, start: datetime, until: datetime, step: timed
     return holes
 
 
+def _pack_minutes(start: datetime, until: datetime) -> bool:
+    """Pack every finished hour of minutes in [start, until) that has no block yet, with
+    the roll-up's own code (app.history.minute_blocks), hour by hour as it does."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+    from app.history import minute_blocks
+
+    pairs = db.session.execute(text(
+        "SELECT probe_id, date_trunc('hour', timestamp) AS hour FROM metrics "
+        "WHERE is_aggregated AND timestamp >= :start AND timestamp < :until GROUP BY 1, 2 "
+        "EXCEPT SELECT probe_id, hour FROM metric_minute_blocks ORDER BY 2, 1"),
+        {"start": start, "until": until}).all()
+    began = time.monotonic()
+    for first in range(0, len(pairs), 2000):
+        minute_blocks.write([(probe, hour) for probe, hour in pairs[first:first + 2000]])
+        db.session.commit()
+        if first % 40_000 == 0:
+            print(f"  minute blocks {first + 2000:,} / {len(pairs):,} "
+                  f"({time.monotonic() - began:.0f} s)", flush=True)
+    db.session.remove()
+    return bool(pairs)
+
+
 def top_up(app, args) -> None:
     """Bring the seed up to now, fresh or kept: every probe's raw runs over the newest
     RAW_DAYS (up to an hour ago, as retention and the flush leave them), minute aggregates
@@ -525,6 +550,7 @@ def top_up(app, args) -> None:
                 first = newest + timedelta(hours=1) if newest else now - timedelta(days=30)
                 wrote |= _fill(conn, ROLLUP_SQL, first, now.replace(minute=0),
                                timedelta(days=5), "rollups", node=None)
+            wrote |= _pack_minutes(now - timedelta(days=args.minute_days), now.replace(minute=0))
             wrote_any |= wrote
             if not wrote:
                 break
@@ -532,6 +558,7 @@ def top_up(app, args) -> None:
             with db.engine.connect() as conn:
                 conn.execute(text("ANALYZE metrics"))
                 conn.execute(text("ANALYZE metric_rollups_hourly"))
+                conn.execute(text("ANALYZE metric_minute_blocks"))
                 conn.commit()
 
 

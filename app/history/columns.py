@@ -4,7 +4,8 @@ A node page draws 10 probes × 1,440 minutes at once (SPEC §9: its data in ≤ 
 as a dict per point, the stored rows cost several times that in Python: a dict each, the
 garbage collector walking them, JSON of 14 fields where the chart draws 7. Here the
 stored part is read as rows of the chart's fields only and transposed with `zip` (one
-tuple per field), and only the tail that is not stored yet — the live hour's minutes
+tuple per field) — on PostgreSQL a finished hour's minutes as one packed row
+(app.history.minute_blocks) — and only the tail that is not stored yet — the live hour's minutes
 folded from raw runs, the hours not rolled up yet — goes through the points of `queries`
 and is appended.
 
@@ -15,13 +16,13 @@ stored part is read with the same rounding (`queries.as_cents`).
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, select
+from sqlalchemy import and_, case, or_, select
 
 from app.extensions import db
-from app.history import queries
+from app.history import minute_blocks, queries
 from app.history.points import answered
 from app.models import Metric, MetricRollup
 from app.timeutil import from_ms, to_ms
@@ -30,6 +31,8 @@ CHART_FIELDS = ("latency_ms", "latency_median_ms", "latency_min_ms", "latency_ma
                 "latency_p95_ms", "packet_loss_rate", "jitter_ms")
 Columns = dict[str, list]  # "ts_ms" and CHART_FIELDS, a value per point, oldest first
 ONE_MS = timedelta(milliseconds=1)
+HOUR_MS = 3_600_000
+MAX_GAPS = 40  # hours read from rows instead of blocks, in runs, before a plain read
 
 
 def empty() -> Columns:
@@ -46,20 +49,28 @@ def from_points(points: list[dict]) -> Columns:
 
 def _stored(table, time_column, node_id, probe_ids: list, start: datetime, end: datetime,
             *conditions) -> dict[str, Columns]:
-    """Each probe's stored rows in [start, end] as columns, in one query.
+    """Each probe's stored rows in [start, end] as columns, in one query."""
+    if start > end:
+        return {str(p): empty() for p in probe_ids}
+    return _stored_ranges(table, time_column, node_id, probe_ids,
+                          table.probe_id.in_(probe_ids), time_column >= start,
+                          time_column <= end, *conditions)
+
+
+def _stored_ranges(table, time_column, node_id, probe_ids: list, *where) -> dict[str, Columns]:
+    """Each probe's stored rows matching `where` as columns, in one query.
 
     The rows come grouped by probe (its place in `probe_ids`, a small int) and in time
     order, so the whole answer is transposed at once with `zip` and each probe's columns
     are slices of it: no Python work per row but the driver's."""
     columns = {str(p): empty() for p in probe_ids}
-    if start > end or not probe_ids:
+    if not probe_ids:
         return columns
     place = case({probe: i for i, probe in enumerate(probe_ids)}, value=table.probe_id)
-    _probe, stamp = queries.key_columns(table, time_column)
+    stamp = queries.key_columns(table, time_column)[1]
     query = (select(place, stamp, *(queries.as_cents(getattr(table, name))
                                     for name in CHART_FIELDS))
-             .where(table.node_id == node_id, table.probe_id.in_(probe_ids),
-                    time_column >= start, time_column <= end, *conditions)
+             .where(table.node_id == node_id, *where)
              .order_by(place, time_column))
     rows = db.session.connection().execute(query).all()  # one fetch, not row by row
     if not rows:
@@ -79,6 +90,61 @@ def _stored(table, time_column, node_id, probe_ids: list, start: datetime, end: 
     return columns
 
 
+def _slice(columns: Columns, start_ms: int, end_ms: int, nan_to_none: bool) -> Columns:
+    """The part of time-ordered columns in [start_ms, end_ms]; NaN (a packed minute with no
+    value) answered as None, as the rows answer it."""
+    stamps = columns["ts_ms"]
+    low, high = bisect_left(stamps, start_ms), bisect_right(stamps, end_ms)
+    part = {}
+    for name, values in columns.items():
+        values = values[low:high]
+        part[name] = [None if v != v else v for v in values] if nan_to_none else values
+    return part
+
+
+def _stored_minutes(node_id, probe_ids: list, start: datetime, end: datetime) -> dict[str, Columns]:
+    """The stored minute aggregates in [start, end]: on PostgreSQL each finished hour from
+    its packed block (app.history.minute_blocks), the hours without a current block from
+    their rows, in one more query."""
+    aggregated = Metric.is_aggregated.is_(True)
+    if not queries.fast_dialect() or start > end or not probe_ids:
+        return _stored(Metric, Metric.timestamp, node_id, probe_ids, start, end, aggregated)
+    first_hour, last_hour = queries.hour_of(start), queries.hour_of(end)
+    blocks = minute_blocks.read(node_id, probe_ids, first_hour, last_hour)
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    hours = range(to_ms(first_hour), to_ms(last_hour) + 1, HOUR_MS)
+    gaps: list[tuple[object, int, int]] = []  # (probe, from ms, to ms), runs of hours
+    for probe in probe_ids:
+        packed, run_from = blocks[str(probe)], None
+        for hour in hours:
+            if hour not in packed and run_from is None:
+                run_from = hour
+            elif hour in packed and run_from is not None:
+                gaps.append((probe, max(run_from, start_ms), hour - 1))
+                run_from = None
+        if run_from is not None:
+            gaps.append((probe, max(run_from, start_ms), end_ms))
+    if len(gaps) > MAX_GAPS:  # a patchwork of hours: the rows, in one plain query
+        return _stored(Metric, Metric.timestamp, node_id, probe_ids, start, end, aggregated)
+    rows = _stored_ranges(Metric, Metric.timestamp, node_id, probe_ids, aggregated, or_(*(
+        and_(Metric.probe_id == probe, Metric.timestamp >= from_ms(low),
+             Metric.timestamp <= from_ms(high)) for probe, low, high in gaps))) \
+        if gaps else {str(p): empty() for p in probe_ids}
+    columns = {}
+    for probe in probe_ids:
+        key = str(probe)
+        segments = [(hour, _slice(block, start_ms, end_ms, nan_to_none=True))
+                    for hour, block in blocks[key].items()]
+        segments += [(low, _slice(rows[key], low, high, nan_to_none=False))
+                     for gap_probe, low, high in gaps if gap_probe == probe]
+        merged = empty()
+        for _first, part in sorted(segments, key=lambda segment: segment[0]):
+            for name, values in merged.items():
+                values.extend(part[name])
+        columns[key] = merged
+    return columns
+
+
 def _append(columns: dict[str, Columns], tail: dict[str, list[dict]]) -> dict[str, Columns]:
     for series, points in tail.items():
         for name, values in from_points([answered(p) for p in points]).items():
@@ -91,8 +157,7 @@ def minute_columns(node_id, probe_ids: list, start: datetime, end: datetime,
     """queries.minute_points as columns: the stored minutes before the live hour's folded
     ones, then those (read as points: ≤ 61 minutes a probe)."""
     tail_from = max(start, queries.folded_minutes_from(now))
-    stored = _stored(Metric, Metric.timestamp, node_id, probe_ids, start,
-                     min(end, tail_from - ONE_MS), Metric.is_aggregated.is_(True))
+    stored = _stored_minutes(node_id, probe_ids, start, min(end, tail_from - ONE_MS))
     if tail_from > end:
         return stored
     return _append(stored, queries.minute_points(node_id, probe_ids, tail_from, end, now))

@@ -5,7 +5,8 @@ An hour is rolled up from its raw runs once all its minutes are complete and agg
 and again whenever one of its minutes is re-aggregated (a late or back-filled point):
 aggregation marks the hour (a Redis sorted set, like the minute marks). Marks can be lost
 with Redis, so each run also asks the database which recent hours have minute aggregates
-newer than their rollup (all of the raw retention after Redis lost its data).
+newer than their rollup (all of the raw retention after Redis lost its data). On
+PostgreSQL the same transaction packs the hour's minutes for charts (minute_blocks).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db, get_redis
+from app.history import minute_blocks
 from app.history.marks import unmark
 from app.history.points import stored_mean
 from app.models import Metric, MetricRollup
@@ -81,6 +83,8 @@ def roll_up_hour(probe_id: uuid.UUID, hour: datetime) -> bool:
         index_elements=["probe_id", "hour"],
         set_={k: statement.excluded[k] for k in values if k not in ("probe_id", "hour")})
     db.session.execute(statement)
+    if db.engine.dialect.name == "postgresql":
+        minute_blocks.write([(probe_id, hour)])
     return True
 
 
@@ -121,8 +125,10 @@ def roll_up_hours(pairs: list[tuple[uuid.UUID, int]]) -> None:
         return
     for start in range(0, len(pairs), BATCH_HOURS):
         chunk = pairs[start:start + BATCH_HOURS]
-        db.session.execute(text(_BATCH_SQL), {"probes": [str(p) for p, _ in chunk],
-                                              "hours": [from_ms(h) for _, h in chunk]})
+        hours = [(probe, from_ms(hour)) for probe, hour in chunk]
+        db.session.execute(text(_BATCH_SQL), {"probes": [str(p) for p, _ in hours],
+                                              "hours": [h for _, h in hours]})
+        minute_blocks.write(hours)  # in the rollup's transaction: both or neither
         db.session.commit()
 
 

@@ -1,6 +1,7 @@
 """The node page's chart columns on real PostgreSQL hold exactly the points the API answers:
 the stored minutes and rollups are read there as rows of the chart's fields (epoch ms and
-probe ids computed in SQL, values rounded in SQL), the live tail as points."""
+probe ids computed in SQL, values rounded in SQL) or, for a finished hour of minutes, as
+its packed block; the live tail as points."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.extensions import db
+from app.history import minute_blocks
 from app.history.aggregation import aggregate_pending_minutes
 from app.history.columns import CHART_FIELDS, chart_columns
 from app.history.flush import flush_pending
-from app.models import Metric, MetricRollup
+from app.history.queries import hour_of
+from app.history.retention import prune
+from app.history.rollups import mark_hours_dirty, roll_up_pending_hours
+from app.models import Metric, MetricRollup, MinuteBlock
+from app.timeutil import to_ms
 from tests.integration.helpers import iso, setup_node
 
 pytestmark = pytest.mark.integration
@@ -74,3 +80,86 @@ def test_chart_columns_hold_the_apis_points_at_1m_and_1h(pg_app):
                 assert None in got["latency_ms"] and 100.0 in got["packet_loss_rate"]
             else:  # hours mixing dead and live runs: loss between, latency over the live
                 assert any(10 < loss < 100 for loss in got["packet_loss_rate"])
+
+
+def _api_points(ctx, probe: str, start: datetime, end: datetime) -> list[dict]:
+    return ctx["client"].get(
+        f"/api/v1/nodes/{ctx['node_id']}/metrics?probe_id={probe}&resolution=1m"
+        f"&from={iso(start)}&to={iso(end)}", headers=ctx["operator_headers"]).get_json()["points"]
+
+
+def test_finished_hours_are_read_from_their_packed_blocks_until_a_minute_changes(pg_app):
+    ctx = setup_node(pg_app, probe_count=2)
+    probes = ctx["probe_ids"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    moments = [now - timedelta(minutes=m) for m in range(8 * 60, 0, -3)]
+    for chunk in range(0, len(moments), 100):
+        beats = _heartbeats(ctx["node_id"], probes, moments[chunk:chunk + 100])
+        answer = ctx["client"].post(BATCH, json={"heartbeats": beats},
+                                    headers=ctx["node_headers"])
+        assert answer.status_code == 200, answer.get_json()
+    # a range starting and ending inside stored hours, so blocks are cut at both ends
+    start, end = now - timedelta(hours=7, minutes=17), now - timedelta(hours=2, minutes=31)
+    hours = (hour_of(end) - hour_of(start)) // timedelta(hours=1) + 1  # 5 or 6, all finished
+    with pg_app.app_context():
+        flush_pending()
+        aggregate_pending_minutes()
+        blocks = minute_blocks.read(ctx["node_id"], probes, hour_of(start), hour_of(end))
+        assert all(len(blocks[p]) == hours for p in probes), {p: list(b) for p, b in blocks.items()}
+        columns = chart_columns(ctx["node_id"], probes, start, end, datetime.now(UTC), "1m")
+        db.session.remove()
+    for probe in probes:
+        points = _api_points(ctx, probe, start, end)
+        assert len(points) > 80 and columns[probe]["ts_ms"][0] >= start.timestamp() * 1000
+        for field in CHART_FIELDS:
+            assert columns[probe][field] == [p[field] for p in points], field
+        assert None in columns[probe]["latency_ms"]  # a dead minute: None, never NaN or 0
+
+    # The packed hours are what the chart read: a row changed behind the roll-up's back (no
+    # mark, as nothing in Pulse writes) is not seen until its hour is packed again.
+    with pg_app.app_context():
+        row = db.session.query(Metric).filter(
+            Metric.probe_id == probes[1], Metric.is_aggregated.is_(True),
+            Metric.timestamp >= hour_of(start) + timedelta(hours=1),
+            Metric.latency_ms.isnot(None)).order_by(Metric.timestamp).first()
+        row.latency_ms = 555.55
+        db.session.commit()
+        unmarked = chart_columns(ctx["node_id"], probes[1:], start, end, datetime.now(UTC), "1m")
+        assert unmarked[probes[1]] == columns[probes[1]]
+        db.session.remove()
+
+    # A minute of a packed hour changes (a late point): until the hour is rolled up again
+    # charts read its rows; then its block holds the new value.
+    probe = probes[0]
+    changed_hour = hour_of(start) + timedelta(hours=2)
+    with pg_app.app_context():
+        minute = db.session.query(Metric).filter(
+            Metric.probe_id == probe, Metric.is_aggregated.is_(True),
+            Metric.timestamp >= changed_hour, Metric.latency_ms.isnot(None)).order_by(
+            Metric.timestamp).first()
+        minute.latency_ms, minute_ts = 987.65, minute.timestamp
+        db.session.commit()
+        mark_hours_dirty({(minute.probe_id, to_ms(minute_ts))})
+        stale_read = chart_columns(ctx["node_id"], [probe], start, end, datetime.now(UTC), "1m")
+        blocks = minute_blocks.read(ctx["node_id"], [probe], hour_of(start), hour_of(end))
+        assert to_ms(changed_hour) not in blocks[probe] and len(blocks[probe]) == hours - 1
+        roll_up_pending_hours(datetime.now(UTC))
+        blocks = minute_blocks.read(ctx["node_id"], [probe], hour_of(start), hour_of(end))
+        assert 987.65 in blocks[probe][to_ms(changed_hour)]["latency_ms"]
+        fresh_read = chart_columns(ctx["node_id"], [probe], start, end, datetime.now(UTC), "1m")
+        db.session.remove()
+    expected = [p["latency_ms"] for p in _api_points(ctx, probe, start, end)]
+    assert 987.65 in expected
+    assert stale_read[probe]["latency_ms"] == expected == fresh_read[probe]["latency_ms"]
+
+    answer = ctx["client"].delete(f"/api/v1/probes/{probe}?confirm=true",
+                                  headers=ctx["operator_headers"])
+    assert answer.status_code == 204
+    with pg_app.app_context():  # gone with their probe, and kept as long as the raw runs
+        assert db.session.query(MinuteBlock).filter(MinuteBlock.probe_id == probe).count() == 0
+        left = db.session.query(MinuteBlock).count()
+        assert left >= hours
+        assert prune(now + timedelta(days=6))["minute_blocks"] == 0
+        assert prune(now + timedelta(days=8))["minute_blocks"] == left
+        assert db.session.query(MinuteBlock).count() == 0
+        db.session.remove()
