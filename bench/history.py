@@ -522,11 +522,14 @@ def top_up(app, args) -> None:
     after the retention measure dropped a day) is topped up, not seeded again."""
     from sqlalchemy import text
 
+    from flask_migrate import upgrade
+
     from app.extensions import db
     from app.history.retention import maintain_partitions
 
     minute = timedelta(minutes=1)
     with app.app_context():
+        upgrade()  # a cluster kept from an older revision
         maintain_partitions()  # the daily raw partitions of the last days, if dropped
         db.session.remove()
         wrote_any = False

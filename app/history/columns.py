@@ -90,16 +90,13 @@ def _stored_ranges(table, time_column, node_id, probe_ids: list, *where) -> dict
     return columns
 
 
-def _slice(columns: Columns, start_ms: int, end_ms: int, nan_to_none: bool) -> Columns:
-    """The part of time-ordered columns in [start_ms, end_ms]; NaN (a packed minute with no
-    value) answered as None, as the rows answer it."""
+def _slice(columns: Columns, start_ms: int, end_ms: int) -> Columns:
+    """The part of time-ordered columns in [start_ms, end_ms]."""
     stamps = columns["ts_ms"]
     low, high = bisect_left(stamps, start_ms), bisect_right(stamps, end_ms)
-    part = {}
-    for name, values in columns.items():
-        values = values[low:high]
-        part[name] = [None if v != v else v for v in values] if nan_to_none else values
-    return part
+    if low == 0 and high == len(stamps):
+        return columns
+    return {name: values[low:high] for name, values in columns.items()}
 
 
 def _stored_minutes(node_id, probe_ids: list, start: datetime, end: datetime) -> dict[str, Columns]:
@@ -133,9 +130,9 @@ def _stored_minutes(node_id, probe_ids: list, start: datetime, end: datetime) ->
     columns = {}
     for probe in probe_ids:
         key = str(probe)
-        segments = [(hour, _slice(block, start_ms, end_ms, nan_to_none=True))
+        segments = [(hour, _slice(block, start_ms, end_ms))
                     for hour, block in blocks[key].items()]
-        segments += [(low, _slice(rows[key], low, high, nan_to_none=False))
+        segments += [(low, _slice(rows[key], low, high))
                      for gap_probe, low, high in gaps if gap_probe == probe]
         merged = empty()
         for _first, part in sorted(segments, key=lambda segment: segment[0]):

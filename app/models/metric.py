@@ -105,7 +105,8 @@ class MetricRollup(db.Model):
 class MinuteBlock(db.Model):
     """A finished hour of one probe's minute aggregates, packed for charts at 1m
     (app.history.minute_blocks): each field a bytea of big-endian float8, NaN where the
-    minute has no value, and the minutes' offsets from the hour (int4 ms). Derived from the
+    minute has no value (null_fields: a bit per such field), and the minutes' epoch ms
+    (int8). Derived from the
     `metrics` minutes, written and rewritten with the hour's rollup; PostgreSQL only."""
 
     __tablename__ = "metric_minute_blocks"
@@ -124,7 +125,8 @@ class MinuteBlock(db.Model):
         UuidType, ForeignKey("probes.id", ondelete="CASCADE"), nullable=False)
     hour: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
     minute_count: Mapped[int] = mapped_column(Integer, nullable=False)
-    offsets_ms: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    null_fields: Mapped[int] = mapped_column(Integer, nullable=False)
+    ts_ms: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     latency_ms: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     latency_median_ms: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     latency_min_ms: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

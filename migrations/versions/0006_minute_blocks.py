@@ -15,7 +15,7 @@ down_revision = '0005_alerting'
 branch_labels = None
 depends_on = None
 
-FIELDS = ('offsets_ms', 'latency_ms', 'latency_median_ms', 'latency_min_ms', 'latency_max_ms',
+FIELDS = ('ts_ms', 'latency_ms', 'latency_median_ms', 'latency_min_ms', 'latency_max_ms',
           'latency_p95_ms', 'packet_loss_rate', 'jitter_ms')
 
 
@@ -28,6 +28,7 @@ def upgrade():
         sa.Column('probe_id', sa.Uuid(), nullable=False),
         sa.Column('hour', sa.DateTime(timezone=True), nullable=False),
         sa.Column('minute_count', sa.Integer(), nullable=False),
+        sa.Column('null_fields', sa.Integer(), nullable=False),
         *(sa.Column(name, sa.LargeBinary(), nullable=False) for name in FIELDS),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(['node_id'], ['nodes.id'],
