@@ -7,8 +7,8 @@ Seeds, straight in PostgreSQL with generate_series (not through the API):
     rows, written minute by minute for all probes as the aggregation does, so a node's
     rows lie among everyone's), hourly rollups of every probe over 30 days (7.2 M rows,
     hour by hour for all probes as the roll-up writes them) up to the last full hour,
-    the packed minute blocks of every finished hour of minutes (written by the roll-up's
-    own code), and two years of rollups for the measured node's probes.
+    the packed blocks of every finished hour of minutes and every day of rollups (written
+    by the roll-up's own code), and two years of rollups for the measured node's probes.
 A kept cluster (--keep) is topped up to now on every run (`top_up`: only what is
 missing, e.g. the hours since its last run or the day the retention measure dropped), so
 the reads always see a fleet that has been reporting until now.
@@ -490,28 +490,38 @@ def _holes(conn, aggregated: bool, start: datetime, until: datetime, step: timed
     return holes
 
 
-def _pack_minutes(start: datetime, until: datetime) -> bool:
-    """Pack every finished hour of minutes in [start, until) that has no block yet, with
-    the roll-up's own code (app.history.minute_blocks), hour by hour as it does."""
+def _pack(now: datetime, minute_days: float) -> bool:
+    """Pack what the roll-up packs (app.history.blocks), with its own code: every finished
+    hour of minutes over the newest MINUTE_DAYS with no block yet, and every day of
+    rollups whose block is missing or holds fewer hours than the day has."""
     from sqlalchemy import text
 
     from app.extensions import db
-    from app.history import minute_blocks
+    from app.history import blocks
 
-    pairs = db.session.execute(text(
-        "SELECT probe_id, date_trunc('hour', timestamp) AS hour FROM metrics "
-        "WHERE is_aggregated AND timestamp >= :start AND timestamp < :until GROUP BY 1, 2 "
-        "EXCEPT SELECT probe_id, hour FROM metric_minute_blocks ORDER BY 2, 1"),
-        {"start": start, "until": until}).all()
-    began = time.monotonic()
-    for first in range(0, len(pairs), 2000):
-        minute_blocks.write([(probe, hour) for probe, hour in pairs[first:first + 2000]])
-        db.session.commit()
-        if first % 40_000 == 0:
-            print(f"  minute blocks {first + 2000:,} / {len(pairs):,} "
-                  f"({time.monotonic() - began:.0f} s)", flush=True)
+    utc_day = "date_trunc('day', {0} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    todo = {
+        blocks.MINUTES: db.session.execute(text(
+            "SELECT probe_id, date_trunc('hour', timestamp) AS hour FROM metrics "
+            "WHERE is_aggregated AND timestamp >= :start AND timestamp < :until GROUP BY 1, 2 "
+            "EXCEPT SELECT probe_id, period_start FROM metric_blocks WHERE resolution = '1m' "
+            "ORDER BY 2, 1"), {"start": now - timedelta(days=minute_days),
+                               "until": now.replace(minute=0)}).all(),
+        blocks.HOURS: db.session.execute(text(
+            f"SELECT probe_id, {utc_day.format('hour')} AS day, count(*) "
+            "FROM metric_rollups_hourly GROUP BY 1, 2 EXCEPT SELECT probe_id, period_start, "
+            "point_count FROM metric_blocks WHERE resolution = '1h' ORDER BY 2, 1")).all(),
+    }
+    for kind, pairs in todo.items():
+        began = time.monotonic()
+        for first in range(0, len(pairs), 2000):
+            blocks.write(kind, [(probe, start) for probe, start, *_ in pairs[first:first + 2000]])
+            db.session.commit()
+            if first % 40_000 == 0:
+                print(f"  {kind.resolution} blocks {first + 2000:,} / {len(pairs):,} "
+                      f"({time.monotonic() - began:.0f} s)", flush=True)
     db.session.remove()
-    return bool(pairs)
+    return any(todo.values())
 
 
 def top_up(app, args) -> None:
@@ -520,9 +530,8 @@ def top_up(app, args) -> None:
     over the newest MINUTE_DAYS and hourly rollups over 30 days up to the last full
     hour. Only the missing parts are written: a kept cluster reused hours later (or
     after the retention measure dropped a day) is topped up, not seeded again."""
-    from sqlalchemy import text
-
     from flask_migrate import upgrade
+    from sqlalchemy import text
 
     from app.extensions import db
     from app.history.retention import maintain_partitions
@@ -553,7 +562,7 @@ def top_up(app, args) -> None:
                 first = newest + timedelta(hours=1) if newest else now - timedelta(days=30)
                 wrote |= _fill(conn, ROLLUP_SQL, first, now.replace(minute=0),
                                timedelta(days=5), "rollups", node=None)
-            wrote |= _pack_minutes(now - timedelta(days=args.minute_days), now.replace(minute=0))
+            wrote |= _pack(now, args.minute_days)
             wrote_any |= wrote
             if not wrote:
                 break
@@ -561,7 +570,7 @@ def top_up(app, args) -> None:
             with db.engine.connect() as conn:
                 conn.execute(text("ANALYZE metrics"))
                 conn.execute(text("ANALYZE metric_rollups_hourly"))
-                conn.execute(text("ANALYZE metric_minute_blocks"))
+                conn.execute(text("ANALYZE metric_blocks"))
                 conn.commit()
 
 

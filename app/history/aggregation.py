@@ -165,7 +165,7 @@ def aggregate_pending_minutes(now: datetime | None = None) -> int:
     stale, full = _unmarked_stale_minutes(client, handle.prefix, from_ms(current_minute))
     todo |= stale
     # Marked before and after: while a changed minute is being written, charts read its
-    # hour from the rows, not from the packed block (minute_blocks); the mark after renews
+    # hour from the rows, not from the packed block (app.history.blocks); the mark after renews
     # it for a roll-up that ran meanwhile.
     mark_hours_dirty(todo)
     aggregate_minutes(sorted(todo))

@@ -4,8 +4,8 @@ A node page draws 10 probes × 1,440 minutes at once (SPEC §9: its data in ≤ 
 as a dict per point, the stored rows cost several times that in Python: a dict each, the
 garbage collector walking them, JSON of 14 fields where the chart draws 7. Here the
 stored part is read as rows of the chart's fields only and transposed with `zip` (one
-tuple per field) — on PostgreSQL a finished hour's minutes as one packed row
-(app.history.minute_blocks) — and only the tail that is not stored yet — the live hour's minutes
+tuple per field) — on PostgreSQL a finished hour's minutes or a day's rollups as one
+packed row (app.history.blocks) — and only the tail that is not stored yet — the live hour's minutes
 folded from raw runs, the hours not rolled up yet — goes through the points of `queries`
 and is appended.
 
@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, or_, select
 
 from app.extensions import db
-from app.history import minute_blocks, queries
+from app.history import blocks, queries
 from app.history.points import answered
 from app.models import Metric, MetricRollup
 from app.timeutil import from_ms, to_ms
@@ -31,8 +31,7 @@ CHART_FIELDS = ("latency_ms", "latency_median_ms", "latency_min_ms", "latency_ma
                 "latency_p95_ms", "packet_loss_rate", "jitter_ms")
 Columns = dict[str, list]  # "ts_ms" and CHART_FIELDS, a value per point, oldest first
 ONE_MS = timedelta(milliseconds=1)
-HOUR_MS = 3_600_000
-MAX_GAPS = 40  # hours read from rows instead of blocks, in runs, before a plain read
+MAX_GAPS = 40  # periods read from rows instead of blocks, in runs, before a plain read
 
 
 def empty() -> Columns:
@@ -99,39 +98,39 @@ def _slice(columns: Columns, start_ms: int, end_ms: int) -> Columns:
     return {name: values[low:high] for name, values in columns.items()}
 
 
-def _stored_minutes(node_id, probe_ids: list, start: datetime, end: datetime) -> dict[str, Columns]:
-    """The stored minute aggregates in [start, end]: on PostgreSQL each finished hour from
-    its packed block (app.history.minute_blocks), the hours without a current block from
-    their rows, in one more query."""
-    aggregated = Metric.is_aggregated.is_(True)
+def _stored_packed(kind: blocks.Kind, table, time_column, node_id, probe_ids: list,
+                   start: datetime, end: datetime, *conditions) -> dict[str, Columns]:
+    """`_stored`, but on PostgreSQL each period with a current block read from it
+    (app.history.blocks) and only the periods without one from their rows, in one more
+    query."""
     if not queries.fast_dialect() or start > end or not probe_ids:
-        return _stored(Metric, Metric.timestamp, node_id, probe_ids, start, end, aggregated)
-    first_hour, last_hour = queries.hour_of(start), queries.hour_of(end)
-    blocks = minute_blocks.read(node_id, probe_ids, first_hour, last_hour)
+        return _stored(table, time_column, node_id, probe_ids, start, end, *conditions)
     start_ms, end_ms = to_ms(start), to_ms(end)
-    hours = range(to_ms(first_hour), to_ms(last_hour) + 1, HOUR_MS)
-    gaps: list[tuple[object, int, int]] = []  # (probe, from ms, to ms), runs of hours
+    periods = range(kind.period_of(start_ms), kind.period_of(end_ms) + 1, kind.period_ms)
+    packed = blocks.read(kind, node_id, probe_ids, from_ms(periods[0]), from_ms(periods[-1]))
+    gaps: list[tuple[object, int, int]] = []  # (probe, from ms, to ms): runs of periods
     for probe in probe_ids:
-        packed, run_from = blocks[str(probe)], None
-        for hour in hours:
-            if hour not in packed and run_from is None:
-                run_from = hour
-            elif hour in packed and run_from is not None:
-                gaps.append((probe, max(run_from, start_ms), hour - 1))
+        have, run_from = packed[str(probe)], None
+        for period in periods:
+            if period not in have and run_from is None:
+                run_from = period
+            elif period in have and run_from is not None:
+                gaps.append((probe, max(run_from, start_ms), period - 1))
                 run_from = None
         if run_from is not None:
             gaps.append((probe, max(run_from, start_ms), end_ms))
-    if len(gaps) > MAX_GAPS:  # a patchwork of hours: the rows, in one plain query
-        return _stored(Metric, Metric.timestamp, node_id, probe_ids, start, end, aggregated)
-    rows = _stored_ranges(Metric, Metric.timestamp, node_id, probe_ids, aggregated, or_(*(
-        and_(Metric.probe_id == probe, Metric.timestamp >= from_ms(low),
-             Metric.timestamp <= from_ms(high)) for probe, low, high in gaps))) \
-        if gaps else {str(p): empty() for p in probe_ids}
+    if len(gaps) > MAX_GAPS:  # a patchwork of periods: the rows, in one plain query
+        return _stored(table, time_column, node_id, probe_ids, start, end, *conditions)
+    rows = {str(p): empty() for p in probe_ids}
+    if gaps:
+        rows = _stored_ranges(table, time_column, node_id, probe_ids, *conditions, or_(*(
+            and_(table.probe_id == probe, time_column >= from_ms(low),
+                 time_column <= from_ms(high)) for probe, low, high in gaps)))
     columns = {}
     for probe in probe_ids:
         key = str(probe)
-        segments = [(hour, _slice(block, start_ms, end_ms))
-                    for hour, block in blocks[key].items()]
+        segments = [(period, _slice(block, start_ms, end_ms))
+                    for period, block in packed[key].items()]
         segments += [(low, _slice(rows[key], low, high))
                      for gap_probe, low, high in gaps if gap_probe == probe]
         merged = empty()
@@ -154,7 +153,8 @@ def minute_columns(node_id, probe_ids: list, start: datetime, end: datetime,
     """queries.minute_points as columns: the stored minutes before the live hour's folded
     ones, then those (read as points: ≤ 61 minutes a probe)."""
     tail_from = max(start, queries.folded_minutes_from(now))
-    stored = _stored_minutes(node_id, probe_ids, start, min(end, tail_from - ONE_MS))
+    stored = _stored_packed(blocks.MINUTES, Metric, Metric.timestamp, node_id, probe_ids, start,
+                            min(end, tail_from - ONE_MS), Metric.is_aggregated.is_(True))
     if tail_from > end:
         return stored
     return _append(stored, queries.minute_points(node_id, probe_ids, tail_from, end, now))
@@ -165,7 +165,8 @@ def hour_columns(node_id, probe_ids: list, start: datetime, end: datetime,
     """queries.hour_points as columns: the rollups, then the hours after the newest one
     (not rolled up yet) computed from the minutes as hour_points does."""
     first_hour = queries.hour_of(start)
-    stored = _stored(MetricRollup, MetricRollup.hour, node_id, probe_ids, first_hour, end)
+    stored = _stored_packed(blocks.HOURS, MetricRollup, MetricRollup.hour, node_id, probe_ids,
+                            first_hour, end)
     newest = max((c["ts_ms"][-1] for c in stored.values() if c["ts_ms"]), default=0)
     rest_from = from_ms(newest + queries.HOUR_MS) if newest else first_hour
     if rest_from > end:

@@ -4,7 +4,8 @@ PULSE_AGG_RETENTION_DAYS, hourly rollups PULSE_HOURLY_RETENTION_DAYS.
 On PostgreSQL whole partitions past retention are dropped (app.history.partitions) and only
 the defaults' expired rows are deleted; on SQLite rows are deleted in bounded batches so no
 transaction grows large. Rollups are one table, deleted by hour in batches; so are the
-packed minute blocks, kept as long as the raw runs they can be re-rolled from.
+packed blocks (app.history.blocks): an hour of minutes kept as long as the raw runs it can
+be re-rolled from, a day of rollups until its first hour expires.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import delete, select
 
 from app.extensions import db
 from app.history import partitions
-from app.models import Metric, MetricRollup, MinuteBlock
+from app.models import Metric, MetricBlock, MetricRollup
 
 BATCH = 5000
 MAX_BATCHES = 200
@@ -55,8 +56,10 @@ def prune(now: datetime | None = None) -> dict[str, int]:
         }
     result["rollups"] = _delete_in_batches(MetricRollup,
                                            MetricRollup.hour < now - timedelta(days=hourly_days))
-    result["minute_blocks"] = _delete_in_batches(
-        MinuteBlock, MinuteBlock.hour < now - timedelta(days=raw_days))
+    result["blocks"] = sum(_delete_in_batches(
+        MetricBlock, MetricBlock.resolution == resolution,
+        MetricBlock.period_start < now - timedelta(days=days))
+        for resolution, days in (("1m", raw_days), ("1h", hourly_days)))
     return result
 
 

@@ -6,7 +6,8 @@ and again whenever one of its minutes is re-aggregated (a late or back-filled po
 aggregation marks the hour (a Redis sorted set, like the minute marks). Marks can be lost
 with Redis, so each run also asks the database which recent hours have minute aggregates
 newer than their rollup (all of the raw retention after Redis lost its data). On
-PostgreSQL the same transaction packs the hour's minutes for charts (minute_blocks).
+PostgreSQL the same transaction packs the hour's minutes and the day's rollups for charts
+(app.history.blocks).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.extensions import db, get_redis
-from app.history import minute_blocks
+from app.history import blocks
 from app.history.marks import unmark
 from app.history.points import stored_mean
 from app.models import Metric, MetricRollup
@@ -84,8 +85,16 @@ def roll_up_hour(probe_id: uuid.UUID, hour: datetime) -> bool:
         set_={k: statement.excluded[k] for k in values if k not in ("probe_id", "hour")})
     db.session.execute(statement)
     if db.engine.dialect.name == "postgresql":
-        minute_blocks.write([(probe_id, hour)])
+        _pack([(probe_id, to_ms(hour))])
     return True
+
+
+def _pack(pairs: list[tuple[uuid.UUID, int]]) -> None:
+    """Pack the rolled-up hours' minutes and their days' rollups (app.history.blocks), in
+    the rollups' transaction: blocks and rows change together."""
+    blocks.write(blocks.MINUTES, [(probe, from_ms(hour)) for probe, hour in pairs])
+    days = sorted({(probe, blocks.HOURS.period_of(hour)) for probe, hour in pairs})
+    blocks.write(blocks.HOURS, [(probe, from_ms(day)) for probe, day in days])
 
 
 _BATCH_SQL = """
@@ -125,10 +134,9 @@ def roll_up_hours(pairs: list[tuple[uuid.UUID, int]]) -> None:
         return
     for start in range(0, len(pairs), BATCH_HOURS):
         chunk = pairs[start:start + BATCH_HOURS]
-        hours = [(probe, from_ms(hour)) for probe, hour in chunk]
-        db.session.execute(text(_BATCH_SQL), {"probes": [str(p) for p, _ in hours],
-                                              "hours": [h for _, h in hours]})
-        minute_blocks.write(hours)  # in the rollup's transaction: both or neither
+        db.session.execute(text(_BATCH_SQL), {"probes": [str(p) for p, _ in chunk],
+                                              "hours": [from_ms(h) for _, h in chunk]})
+        _pack(chunk)
         db.session.commit()
 
 

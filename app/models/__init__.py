@@ -10,7 +10,7 @@ from app.models.alert import (
 )
 from app.models.audit import AuditLog
 from app.models.drift import DriftExpected, DriftInstance
-from app.models.metric import Metric, MetricRollup, MinuteBlock
+from app.models.metric import Metric, MetricBlock, MetricRollup
 from app.models.node import EnrollmentToken, Node
 from app.models.probe import Probe
 from app.models.user import ApiToken, User
@@ -18,6 +18,6 @@ from app.models.user import ApiToken, User
 __all__ = [
     "Alert", "AlertEvent", "AlertRule", "NotificationChannel", "NotificationOutbox", "Silence",
     "ApiToken", "AuditLog", "DriftExpected", "DriftInstance", "EnrollmentToken", "Metric",
-    "MetricRollup", "MinuteBlock",
+    "MetricBlock", "MetricRollup",
     "Node", "Probe", "User",
 ]

@@ -1,5 +1,5 @@
-"""Time-series points: raw probe runs, their minute aggregates, hourly rollups and the
-minutes of finished hours packed for charts.
+"""Time-series points: raw probe runs, their minute aggregates, hourly rollups, and
+those two packed a period to a row for charts.
 
 On PostgreSQL `metrics` is partitioned (app.history.partitions; the migration builds it);
 the model declares the columns, keys and indexes every partition shares."""
@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -102,19 +103,22 @@ class MetricRollup(db.Model):
     created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
 
 
-class MinuteBlock(db.Model):
-    """A finished hour of one probe's minute aggregates, packed for charts at 1m
-    (app.history.minute_blocks): each field a bytea of big-endian float8, NaN where the
-    minute has no value (null_fields: a bit per such field), and the minutes' epoch ms
-    (int8). Derived from the
-    `metrics` minutes, written and rewritten with the hour's rollup; PostgreSQL only."""
+class MetricBlock(db.Model):
+    """A period of one probe's chart points packed in one row (app.history.blocks): a
+    finished hour of minute aggregates ("1m") or a day of hourly rollups ("1h"). Each
+    field a bytea of big-endian float8, NaN where the point has no value (null_fields: a
+    bit per such field), and the points' epoch ms (int8). Derived, written with what it
+    derives from; PostgreSQL only."""
 
-    __tablename__ = "metric_minute_blocks"
+    __tablename__ = "metric_blocks"
     __table_args__ = (
-        UniqueConstraint("probe_id", "hour", name="uq_minute_blocks_probe_hour"),
-        Index("idx_minute_blocks_node_hour", "node_id", "hour"),
-        Index("idx_minute_blocks_hour", "hour"),
-        # ~3.6 KB a row: kept inline and uncompressed, so a read is one heap fetch a row
+        UniqueConstraint("probe_id", "resolution", "period_start",
+                         name="uq_metric_blocks_probe_period"),
+        CheckConstraint("resolution IN ('1m', '1h')", name="resolution"),
+        Index("idx_metric_blocks_node_period", "node_id", "resolution", "period_start"),
+        Index("idx_metric_blocks_period", "resolution", "period_start"),
+        # ≤ 8 KB a row (a day of hours: 24 × 64 B): kept inline and uncompressed, so a
+        # read is one heap fetch a row
         {"postgresql_with": {"toast_tuple_target": 8160}},
     )
 
@@ -123,8 +127,9 @@ class MinuteBlock(db.Model):
         UuidType, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False)
     probe_id: Mapped[uuid.UUID] = mapped_column(
         UuidType, ForeignKey("probes.id", ondelete="CASCADE"), nullable=False)
-    hour: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
-    minute_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    resolution: Mapped[str] = mapped_column(String(2), nullable=False)
+    period_start: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    point_count: Mapped[int] = mapped_column(Integer, nullable=False)
     null_fields: Mapped[int] = mapped_column(Integer, nullable=False)
     ts_ms: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     latency_ms: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.extensions import db
-from app.history import minute_blocks
+from app.history import blocks
 from app.history.aggregation import aggregate_pending_minutes
 from app.history.columns import CHART_FIELDS, chart_columns
 from app.history.flush import flush_pending
 from app.history.queries import hour_of
 from app.history.retention import prune
 from app.history.rollups import mark_hours_dirty, roll_up_pending_hours
-from app.models import Metric, MetricRollup, MinuteBlock
+from app.models import Metric, MetricBlock, MetricRollup
 from app.timeutil import to_ms
 from tests.integration.helpers import iso, setup_node
 
@@ -104,8 +104,8 @@ def test_finished_hours_are_read_from_their_packed_blocks_until_a_minute_changes
     with pg_app.app_context():
         flush_pending()
         aggregate_pending_minutes()
-        blocks = minute_blocks.read(ctx["node_id"], probes, hour_of(start), hour_of(end))
-        assert all(len(blocks[p]) == hours for p in probes), {p: list(b) for p, b in blocks.items()}
+        packed = blocks.read(blocks.MINUTES, ctx["node_id"], probes, hour_of(start), hour_of(end))
+        assert all(len(packed[p]) == hours for p in probes), packed.keys()
         columns = chart_columns(ctx["node_id"], probes, start, end, datetime.now(UTC), "1m")
         db.session.remove()
     for probe in probes:
@@ -141,25 +141,38 @@ def test_finished_hours_are_read_from_their_packed_blocks_until_a_minute_changes
         db.session.commit()
         mark_hours_dirty({(minute.probe_id, to_ms(minute_ts))})
         stale_read = chart_columns(ctx["node_id"], [probe], start, end, datetime.now(UTC), "1m")
-        blocks = minute_blocks.read(ctx["node_id"], [probe], hour_of(start), hour_of(end))
-        assert to_ms(changed_hour) not in blocks[probe] and len(blocks[probe]) == hours - 1
+        packed = blocks.read(blocks.MINUTES, ctx["node_id"], [probe], hour_of(start), hour_of(end))
+        assert to_ms(changed_hour) not in packed[probe] and len(packed[probe]) == hours - 1
         roll_up_pending_hours(datetime.now(UTC))
-        blocks = minute_blocks.read(ctx["node_id"], [probe], hour_of(start), hour_of(end))
-        assert 987.65 in blocks[probe][to_ms(changed_hour)]["latency_ms"]
+        packed = blocks.read(blocks.MINUTES, ctx["node_id"], [probe], hour_of(start), hour_of(end))
+        assert 987.65 in packed[probe][to_ms(changed_hour)]["latency_ms"]
+        # the hour's rollup and its day's block changed with it
+        days = blocks.read(blocks.HOURS, ctx["node_id"], [probe], now - timedelta(days=2), now)
+        assert days[probe] and to_ms(changed_hour) in [
+            ts for day in days[probe].values() for ts in day["ts_ms"]]
+        hours_read = chart_columns(ctx["node_id"], [probe], now - timedelta(days=1), now,
+                                   datetime.now(UTC), "1h")
         fresh_read = chart_columns(ctx["node_id"], [probe], start, end, datetime.now(UTC), "1m")
         db.session.remove()
     expected = [p["latency_ms"] for p in _api_points(ctx, probe, start, end)]
     assert 987.65 in expected
     assert stale_read[probe]["latency_ms"] == expected == fresh_read[probe]["latency_ms"]
+    hourly = ctx["client"].get(
+        f"/api/v1/nodes/{ctx['node_id']}/metrics?probe_id={probe}&resolution=1h"
+        f"&from={iso(now - timedelta(days=1))}&to={iso(now)}",
+        headers=ctx["operator_headers"]).get_json()["points"]
+    assert len(hourly) >= 8
+    for field in CHART_FIELDS:
+        assert hours_read[probe][field] == [p[field] for p in hourly], field
 
     answer = ctx["client"].delete(f"/api/v1/probes/{probe}?confirm=true",
                                   headers=ctx["operator_headers"])
     assert answer.status_code == 204
     with pg_app.app_context():  # gone with their probe, and kept as long as the raw runs
-        assert db.session.query(MinuteBlock).filter(MinuteBlock.probe_id == probe).count() == 0
-        left = db.session.query(MinuteBlock).count()
+        assert db.session.query(MetricBlock).filter(MetricBlock.probe_id == probe).count() == 0
+        left = db.session.query(MetricBlock).filter(MetricBlock.resolution == "1m").count()
         assert left >= hours
-        assert prune(now + timedelta(days=6))["minute_blocks"] == 0
-        assert prune(now + timedelta(days=8))["minute_blocks"] == left
-        assert db.session.query(MinuteBlock).count() == 0
+        assert prune(now + timedelta(days=6))["blocks"] == 0
+        assert prune(now + timedelta(days=8))["blocks"] == left  # day blocks stay 730 days
+        assert {b.resolution for b in db.session.query(MetricBlock)} == {"1h"}
         db.session.remove()

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).with_name("flask"))
 TABLES = {"users", "api_tokens", "nodes", "enrollment_tokens", "probes", "metrics",
           "drift_instances", "drift_expected", "metric_rollups_hourly", "audit_log",
-          "metric_minute_blocks",  # finished hours packed for 1m charts (derived)
+          "metric_blocks",  # chart points packed a period to a row (derived)
           # alerting (SPEC §11)
           "alert_rules", "alerts", "alert_events", "notification_channels",
           "notification_outbox", "silences"}
