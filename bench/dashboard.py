@@ -6,7 +6,8 @@ Starts a throwaway PostgreSQL and Redis (tests/support/servers.py), migrates, an
 --nodes nodes, each with 10 TCP probes to the same 10 targets (the matrix is 1,000 × 10),
 a live hour of node summaries (a point a minute), today's presence bits and a latest run
 per probe in Redis. One node also gets 24 h of minute aggregates for its 10 probes in
-PostgreSQL (14,400 rows) plus a live hour of runs, for its chart data.
+PostgreSQL (14,400 rows), the blocks the hourly roll-up packs of its finished hours
+(app.history.blocks), and a live hour of runs, for its chart data.
 
 Then, signed in through the login form, it times in-process (Flask's test client: the
 server's own time, no HTTP client or socket in the figure) --requests requests each of:
@@ -49,6 +50,7 @@ def seed(app, nodes: int) -> str:
     from sqlalchemy import insert
 
     from app.extensions import db, get_redis
+    from app.history import blocks
     from app.history.live_cache import NODE_SERIES, Point, encode_member
     from app.models import Metric, Node, Probe
     from app.redis_keys import live_key, node_seen_key
@@ -110,6 +112,12 @@ def seed(app, nodes: int) -> str:
                          "sent": 10, "received": 10})
     for chunk in range(0, len(rows), 2000):
         db.session.execute(insert(Metric), rows[chunk:chunk + 2000])
+    # what the hourly roll-up packs of them (app.history.blocks): every finished hour
+    first_hour = start.replace(minute=0)
+    finished = [first_hour + timedelta(hours=h)
+                for h in range(int((now - first_hour) // timedelta(hours=1)))]
+    blocks.write(blocks.MINUTES, [(probe["id"], hour) for probe in charted_probes
+                                  for hour in finished])
     db.session.commit()
     for probe in charted_probes:
         for minute in range(60):

@@ -286,19 +286,19 @@ def measure(app, rounds: int) -> list[tuple]:
             return sum(p["count"] for p in body["probes"])
         return len(body.get("points") or body.get("data") or [])
 
-    reads = (
-        ("node page data, 10 probes × 24 h at 1m", f"/nodes/{node}/data?range=24h", {}),
+    reads = (  # the last item: whether SPEC §9 sets the 150 ms target for it
+        ("node page data, 10 probes × 24 h at 1m", f"/nodes/{node}/data?range=24h", {}, True),
         ("node page data, 10 probes × 30 d at 1h (rollups)", f"/nodes/{node}/data?range=30d",
-         {}),
+         {}, True),
         ("SLA report, one node × 30 d (API)", f"/api/v1/reports/sla?node_id={node}"
-         f"&from={iso(now - timedelta(days=30))}&to={iso(now)}", bearer),
+         f"&from={iso(now - timedelta(days=30))}&to={iso(now)}", bearer, False),
         ("a probe's two-year chart at 1h (API)", f"/api/v1/nodes/{node}/metrics?probe_id="
          f"{probe}&resolution=1h&from={iso(now - timedelta(days=730))}&to={iso(now)}",
-         bearer),
+         bearer, False),
     )
     bare = timed(lambda: client.get("/healthz"), rounds)
     rows = [("bare /healthz (baseline)", f"{bare:.2f}", "", "", "", "")]
-    for label, path, headers in reads:
+    for label, path, headers, targeted in reads:
         answer = client.get(path, headers=headers)
         assert answer.status_code == 200, (path, answer.status_code, answer.get_data()[:300])
 
@@ -308,7 +308,7 @@ def measure(app, rounds: int) -> list[tuple]:
         ms = timed(call, rounds)
         cpu = cpu_per_call(app, call, rounds)
         rows.append((label, f"{ms:.1f}", f"{ms / bare:.0f}×", f"{cpu:.0f}",
-                     points_of(answer), verdict(ms <= TARGET_MS)))
+                     points_of(answer), verdict(ms <= TARGET_MS) if targeted else "no target"))
     return rows
 
 
