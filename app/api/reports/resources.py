@@ -19,6 +19,9 @@ MAX_SPAN = timedelta(days=800)
 @blp.route("/sla")
 @require_role("viewer")
 @blp.arguments(SlaArgsSchema, location="query")
+@blp.doc(responses={"200": {"description": "OK", "content": {  # ?format=csv: as CSV
+    "application/json": {"schema": {"$ref": "#/components/schemas/SlaReport"}},
+    "text/csv": {"schema": {"type": "string"}}}}})
 @blp.response(200, SlaReportSchema)
 def sla(args):
     """Per probe: expected runs, runs with data, availability, loss, latency percentiles"""
