@@ -20,7 +20,8 @@ _OPTIONS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class OrjsonProvider(DefaultJSONProvider):
-    def _encode(self, obj: Any) -> bytes:
+    def encode(self, obj: Any) -> bytes:
+        """The JSON bytes of an answer (without the newline `response` adds)."""
         options = _OPTIONS | (orjson.OPT_SORT_KEYS if self.sort_keys else 0)
         try:
             return orjson.dumps(obj, default=self.default, option=options)
@@ -30,10 +31,10 @@ class OrjsonProvider(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs:  # a caller asking for the standard library's options gets them
             return super().dumps(obj, **kwargs)
-        return self._encode(obj).decode()
+        return self.encode(obj).decode()
 
     def response(self, *args: Any, **kwargs: Any):
         obj = self._prepare_response_obj(args, kwargs)
         if self.compact is False or (self.compact is None and self._app.debug):
             return super().response(obj)  # pretty-printed, as Flask does in debug
-        return self._app.response_class(self._encode(obj) + b"\n", mimetype=self.mimetype)
+        return self._app.response_class(self.encode(obj) + b"\n", mimetype=self.mimetype)
