@@ -144,6 +144,7 @@ def _number(item: dict, name: str, problems: Problems, prefix: str):
 _SUMMARY_ROWS = tuple((n, *NUMBER_RULES[n][:2], NUMBER_RULES[n].integer) for n in SUMMARY_FIELDS)
 _RESULT_ROWS = tuple((n, *NUMBER_RULES[n][:2], NUMBER_RULES[n].integer) for n in RESULT_NUMBERS)
 assert all(math.isfinite(row[2]) for row in _RESULT_ROWS)  # `value <= high` excludes inf
+assert NUMBER_RULES["latency_variance"][:2] == (0.0, math.inf)  # _measured's own test
 
 
 def _measured(item: dict, problems: Problems, prefix: str, spread: bool) -> tuple | None:
@@ -162,7 +163,9 @@ def _measured(item: dict, problems: Problems, prefix: str, spread: bool) -> tupl
         else:
             values.append(_number(item, name, problems, prefix))
     if "latency_variance" in item:
-        _number(item, "latency_variance", problems, prefix)
+        variance = get("latency_variance")
+        if not (type(variance) is float and 0.0 <= variance < math.inf):  # else _number's too
+            _number(item, "latency_variance", problems, prefix)
     if len(problems.fields) != before:
         return None
     loss = values[1]
@@ -216,7 +219,6 @@ def clean_metadata(metadata, warnings: list[dict]) -> dict:
         return {}
     cleaned: dict = {}
     for key, value in metadata.items():
-        name = f"metadata.{_CONTROL.sub('', str(key))[:METADATA_MAX_KEY]}"
         if len(cleaned) == METADATA_MAX_KEYS:
             warnings.append({"field": "metadata",
                              "message": f"more than {METADATA_MAX_KEYS} keys: the rest dropped"})
@@ -225,6 +227,7 @@ def clean_metadata(metadata, warnings: list[dict]) -> dict:
         if not key_text:
             warnings.append({"field": "metadata", "message": "an empty key: dropped"})
             continue
+        name = f"metadata.{key_text}"
         if key_why:
             warnings.append({"field": name, "message": f"key {key_why}"})
         if isinstance(value, str):
