@@ -5,7 +5,9 @@ through the API is 100,000+ floats; the standard library's encoder spent ~40 ms 
 where orjson takes a few. Answers keep Flask's shape: every type orjson does not encode
 the way Flask's provider does (datetimes as HTTP dates, dataclasses, Decimals) is handed
 to Flask's own `default`. Request bodies are still parsed by the standard library: its
-errors and limits are the ones the API's validation and tests rely on.
+errors and limits are the ones the API's validation and tests rely on (the heartbeat fast
+path parses with orjson only the bodies both read alike: app.ingest.fast_path.parse_body).
+The fast path encodes its answer with `encode`, so it sends the bytes the view would.
 """
 
 from __future__ import annotations
