@@ -141,7 +141,7 @@ class HeartbeatFastPath:
         return body if len(body) == length else None
 
 
-def parse_body(raw: bytes):
+def parse_body(raw: bytes) -> object:
     """The body's JSON, as the view's json.loads reads it (app.api.common.parse_json_body),
     parsed by orjson (~4 times faster) when it is sure to give the same value. Where orjson
     refuses a body the standard library takes (NaN, a lone surrogate, a BOM, UTF-16, more
