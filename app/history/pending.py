@@ -37,21 +37,16 @@ class PendingRow(NamedTuple):
     error: str | None = None
 
 
-def _num(value) -> bytes:
-    return b"" if value is None else repr(value).encode()
-
-
 def encode_points(points: Iterable[Point]) -> bytes:
     """`probe,ts,latency,loss,jitter,min,median,p95,max,sent,received,error` per point,
-    `;`-separated; an empty field is a missing value, the error one character."""
-    return b";".join(
-        b",".join((p.series.encode(), b"%d" % p.ts_ms, _num(p.latency_ms),
-                   _num(p.packet_loss_rate), _num(p.jitter_ms), _num(p.latency_min_ms),
-                   _num(p.latency_median_ms), _num(p.latency_p95_ms), _num(p.latency_max_ms),
-                   _num(p.sent), _num(p.received),
-                   ERROR_CHARS.get(p.error or "", "").encode()))
+    `;`-separated; an empty field is a missing value (a number is its repr), the error one
+    character. Built as text and encoded once: it runs for every point ingested."""
+    return ";".join(
+        ",".join((p.series, "%d" % p.ts_ms,  # noqa: UP031 (b"%d" before: the same text)
+                  *["" if value is None else repr(value) for value in p[2:11]],
+                  ERROR_CHARS.get(p.error or "", "")))
         for p in points
-    )
+    ).encode()
 
 
 def _float(text: bytes) -> float | None:

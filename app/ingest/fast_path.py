@@ -21,6 +21,7 @@ import json
 import logging
 import time
 
+import orjson
 import redis
 import sqlalchemy.exc
 from flask import Flask
@@ -44,6 +45,14 @@ BACKEND_ERRORS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.Oper
 # the fast path records it under for app.api.error_handlers.guard_body_reads.
 BODY_STALLED = (TimeoutError, BlockingIOError)
 BODY_STALLED_KEY = "pulse.body_stalled"
+# parse_body: where orjson could parse differently from the standard library (which the
+# view uses), the standard library parses. orjson reads an integer beyond 64 bits as a
+# float: a body with a run of 19 digits goes there (found as 19 zeros once every digit is
+# a zero: a regular expression took 17 µs, longer than orjson's parse). And orjson's
+# nesting limit (1,024) is not Python's recursion limit: so does a body with many brackets.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+ORJSON_MAX_BRACKETS = 200
 
 
 class HeartbeatFastPath:
@@ -73,7 +82,7 @@ class HeartbeatFastPath:
             log.exception("heartbeat fast path failed; the view answers")
         if answer is None:
             return self.wsgi_app(environ, start_response)
-        payload = json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+        payload = self.app.json.encode(answer) + b"\n"  # the bytes jsonify gives the view
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(payload)))])
         self._ok.inc()
@@ -100,7 +109,7 @@ class HeartbeatFastPath:
             if raw is None:
                 return None
             try:
-                body = json.loads(raw)
+                body = parse_body(raw)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 return None
             if check_node_id(body, node_id) is not None:
@@ -130,6 +139,21 @@ class HeartbeatFastPath:
         finally:
             environ["wsgi.input"] = io.BytesIO(body)
         return body if len(body) == length else None
+
+
+def parse_body(raw: bytes) -> object:
+    """The body's JSON, as the view's json.loads reads it (app.api.common.parse_json_body),
+    parsed by orjson (~4 times faster) when it is sure to give the same value. Where orjson
+    refuses a body the standard library takes (NaN, a lone surrogate, a BOM, UTF-16, more
+    than 64-bit integers) or could read it differently (see _LONG_NUMBER), the standard
+    library parses it."""
+    if (raw.count(b"{") + raw.count(b"[") <= ORJSON_MAX_BRACKETS
+            and _LONG_NUMBER not in raw.translate(_DIGITS_TO_ZERO)):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def install(app: Flask) -> None:

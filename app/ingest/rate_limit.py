@@ -66,6 +66,7 @@ redis.call('EXPIRE', KEYS[1], window)
 return 1
 """
 REFUSED_MAX = 10_000  # nodes remembered as refused, per app
+KEYS_MAX = 100_000  # nodes whose key names are kept, per app
 clock = time.time  # seconds since the epoch; tests replace it
 
 
@@ -86,6 +87,17 @@ class NodeRateLimit:
 
     limit: RateLimitItem
     refused_until: dict[str, float] = field(default_factory=dict)
+    # (prefix, node id) -> the node's (gate key, window key): built once, not per request
+    _keys: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def keys(self, prefix: str, node_id: str) -> tuple[str, str]:
+        found = self._keys.get((prefix, node_id))
+        if found is None:
+            if len(self._keys) >= KEYS_MAX:
+                self._keys.clear()
+            found = self._keys[prefix, node_id] = (
+                node_rate_gate_key(prefix, node_id), window_key(prefix, self.limit, node_id))
+        return found
 
     def refuse(self, node_id: str, oldest_hit: float, now: float) -> RateLimited:
         free_at = oldest_hit + self.limit.get_expiry()
@@ -141,11 +153,11 @@ class NodeLimitGuard:
         self.node_id = node_id
         self.now = clock()
         limit = configured.limit
-        gate = node_rate_gate_key(prefix, node_id)
+        gate, window = configured.keys(prefix, node_id)
         self.commands: list[tuple] = [
             ("WATCH", gate),
-            ("EVAL", CHECK_SCRIPT, 2, window_key(prefix, limit, node_id), gate,
-             repr(self.now), limit.amount, limit.get_expiry()),
+            ("EVAL", CHECK_SCRIPT, 2, window, gate, repr(self.now), limit.amount,
+             limit.get_expiry()),
         ]
 
     def admit(self, replies: list) -> None:

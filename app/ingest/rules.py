@@ -139,14 +139,33 @@ def _number(item: dict, name: str, problems: Problems, prefix: str):
     return int(value) if rule.integer else float(value)
 
 
+# (name, low, high, whole) of the fields _measured reads, in its order: the loop there
+# takes a value in range of the field's own type without calling _number.
+_SUMMARY_ROWS = tuple((n, *NUMBER_RULES[n][:2], NUMBER_RULES[n].integer) for n in SUMMARY_FIELDS)
+_RESULT_ROWS = tuple((n, *NUMBER_RULES[n][:2], NUMBER_RULES[n].integer) for n in RESULT_NUMBERS)
+assert all(math.isfinite(row[2]) for row in _RESULT_ROWS)  # `value <= high` excludes inf
+assert NUMBER_RULES["latency_variance"][:2] == (0.0, math.inf)  # _measured's own test
+
+
 def _measured(item: dict, problems: Problems, prefix: str, spread: bool) -> tuple | None:
     """(latency, loss, jitter[, min, median, p95, max, sent, received]) of a run or summary,
     latency figures nulled when nothing was received; None when a field failed."""
     before = len(problems.fields)
-    values = [_number(item, name, problems, prefix)
-              for name in (RESULT_NUMBERS if spread else SUMMARY_FIELDS)]
+    values = []
+    get = item.get
+    for name, low, high, whole in (_RESULT_ROWS if spread else _SUMMARY_ROWS):
+        value = get(name)
+        # _number's first case for a float of a float field or an int of a whole one (so
+        # float(value) or int(value) would be value itself): it runs for every field of
+        # every result. NaN fails `<=`; a bool's type is not int.
+        if type(value) is (int if whole else float) and low <= value <= high:
+            values.append(value)
+        else:
+            values.append(_number(item, name, problems, prefix))
     if "latency_variance" in item:
-        _number(item, "latency_variance", problems, prefix)
+        variance = get("latency_variance")
+        if not (type(variance) is float and 0.0 <= variance < math.inf):  # else _number's too
+            _number(item, "latency_variance", problems, prefix)
     if len(problems.fields) != before:
         return None
     loss = values[1]
@@ -200,7 +219,6 @@ def clean_metadata(metadata, warnings: list[dict]) -> dict:
         return {}
     cleaned: dict = {}
     for key, value in metadata.items():
-        name = f"metadata.{_CONTROL.sub('', str(key))[:METADATA_MAX_KEY]}"
         if len(cleaned) == METADATA_MAX_KEYS:
             warnings.append({"field": "metadata",
                              "message": f"more than {METADATA_MAX_KEYS} keys: the rest dropped"})
@@ -209,6 +227,7 @@ def clean_metadata(metadata, warnings: list[dict]) -> dict:
         if not key_text:
             warnings.append({"field": "metadata", "message": "an empty key: dropped"})
             continue
+        name = f"metadata.{key_text}"
         if key_why:
             warnings.append({"field": name, "message": f"key {key_why}"})
         if isinstance(value, str):

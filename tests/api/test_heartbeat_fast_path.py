@@ -4,6 +4,7 @@ view answers: it serves accepted heartbeats itself and hands everything else to 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,7 +34,9 @@ def _answer(response) -> tuple:
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k != "timestamp"}
     headers = sorted((k, v) for k, v in response.headers.items() if k != "Content-Length")
-    return response.status_code, body, headers, response.data.endswith(b"\n")
+    # and byte for byte, but for the answer's own time
+    data = re.sub(rb'"timestamp":"[^"]*"', b'"timestamp":"-"', response.data)
+    return response.status_code, body, headers, data
 
 
 def _cases(node, node_probes, other_node, other_probe, make_heartbeat):
@@ -48,6 +51,8 @@ def _cases(node, node_probes, other_node, other_probe, make_heartbeat):
             node["id"], now - timedelta(seconds=30), probe_id=node_probes[0]),
             "headers": token}),
         "no drift": ({"json": {**good, "config_version": None}, "headers": token}),
+        "warnings, not ASCII": ({"json": {**good, "metadata": {"hôte\x01": "é" * 300}},
+                                 "headers": token}),
         "content type with charset": ({"data": json.dumps(good),
                                        "content_type": "application/json; charset=utf-8",
                                        "headers": token}),
@@ -89,6 +94,7 @@ def test_every_answer_is_the_views_answer(app, client, node, node_headers, node_
     # and the corpus covers both sides of the fast path
     assert fast["accepted"][0] == 200 and fast["accepted"][1]["accepted"] == 3
     assert fast["single probe form"][1]["accepted"] == 1
+    assert len(fast["warnings, not ASCII"][1]["warnings"]) == 2
     assert {fast[name][0] for name in cases} >= {200, 400, 401, 403, 415}
     assert fast["plus-signed length"][0] == 400  # Werkzeug reads "+551" as no length
 
@@ -207,3 +213,52 @@ def test_a_failed_early_flush_request_does_not_store_the_heartbeat_twice(
     with app.app_context():
         assert handle.client.xlen(pending_stream(handle.prefix)) == before + 1
         assert int(handle.client.get(pending_points_key(handle.prefix))) == 503
+
+
+# Bodies where orjson and the standard library could part ways (parse_body must read each
+# as json.loads does, or fail as it fails).
+_DEEP = b"[" * 150 + b"]" * 150
+TRICKY_BODIES = [
+    b'{"a":1,"b":2.5,"c":null,"d":true,"e":"x","f":[1,{"g":-0}]}',
+    b'{"a":1,"b":2,"a":3}',  # duplicate keys: the last wins, at the first's place
+    b'{"n":12345678901234567890123}', b'{"n":-9223372036854775809}',
+    b'{"n":18446744073709551616}', b'{"n":9223372036854775807}', b'{"n":1.00000000000000000001}',
+    b'{"n":NaN}', b'{"n":-Infinity}', b'{"n":1e400}', b'{"n":1e-400}', b'{"n":-0.0}',
+    b'\xef\xbb\xbf{"bom":1}', '{"utf16":1}'.encode("utf-16"), b'"\\ud800"',
+    b'{"s":"\xed\xa0\x80"}', b'{"s":"\\ud83d\\ude00\\u0000"}', b'{"s":"\x01"}',
+    _DEEP, b"[" * 250 + b"]" * 250, b"[" * 5000 + b"]" * 5000, b"{", b"", b"[1,]",
+    json.dumps({"results": [{"latency_ms": i / 7} for i in range(300)]}).encode(),
+]
+
+
+def _typed(value):
+    """The value with every number's type, so 1 and 1.0 (or True) differ."""
+    if isinstance(value, dict):
+        return [(_typed(k), _typed(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return type(value), repr(value)
+
+
+@pytest.mark.parametrize("raw", TRICKY_BODIES, ids=range(len(TRICKY_BODIES)))
+def test_the_body_is_read_as_the_views_json_loads_reads_it(raw):
+    try:
+        expected = _typed(json.loads(raw))
+    except (ValueError, RecursionError) as exc:
+        with pytest.raises(type(exc)):
+            fast_path.parse_body(raw)
+    else:
+        assert _typed(fast_path.parse_body(raw)) == expected
+
+
+def test_a_common_body_is_parsed_by_orjson(make_heartbeat, monkeypatch):
+    class NoStandardLibrary:
+        def loads(self, raw):
+            raise AssertionError("parsed by the standard library")
+
+    monkeypatch.setattr(fast_path, "json", NoStandardLibrary())
+    body = make_heartbeat("5b0c3c1e-8d4f-4c43-9d3e-1f2a3b4c5d6e", datetime.now(UTC),
+                          ["0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"])
+    raw = json.dumps(body).encode()
+    assert fast_path.parse_body(raw) == json.loads(raw)
+    assert fast_path.parse_body(_DEEP) == json.loads(_DEEP)

@@ -49,3 +49,24 @@ def test_schema_and_rules_accept_and_refuse_the_same_heartbeats(summary, result)
             f"results.{i}.{name}" for i, errors in schema_errors.get("results", {}).items()
             for name in errors}
         assert flat == documented
+
+
+@settings(max_examples=400, deadline=None)
+@given(result=st.fixed_dictionaries({k: values for k in NUMBER_RULES}))
+def test_measured_reads_each_value_as_number_reads_it(result):
+    """_measured takes the common values without calling _number: the same values (and
+    types) and the same problems as calling it for every field."""
+    from app.ingest.rules import RESULT_NUMBERS, SUMMARY_FIELDS, Problems, _measured, _number
+
+    body = item(result)
+    for names, spread in ((RESULT_NUMBERS, True), (SUMMARY_FIELDS, False)):
+        fast, slow = Problems(), Problems()
+        measured = _measured(body, fast, "x.", spread=spread)
+        expected = [_number(body, name, slow, "x.") for name in names]
+        if "latency_variance" in body:
+            _number(body, "latency_variance", slow, "x.")
+        assert fast.fields == slow.fields
+        assert (measured is None) == (bool(slow.fields) or expected[1] is None)
+        for got, want in zip(measured or (), expected, strict=False):
+            if got is not None:  # (a dead run's latency figures are nulled)
+                assert (type(got), got) == (type(want), want)
