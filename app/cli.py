@@ -1,4 +1,4 @@
-"""flask commands: users create, dev bootstrap."""
+"""flask commands: users create, dev bootstrap, history pack."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from app.models.user import ROLES
 from app.services import auth as auth_service
 
 users_cli = AppGroup("users", help="Manage Pulse users.")
+history_cli = AppGroup("history", help="Maintain stored history.")
 
 
 @users_cli.command("create")
@@ -52,6 +53,33 @@ def bootstrap_admin(email: str) -> None:
     click.echo("=" * 60)
 
 
+@history_cli.command("pack")
+@click.option("--days", type=click.IntRange(1, 3650), default=None,
+              help="Only the newest DAYS (default: all that retention keeps).")
+def pack_history(days: int | None) -> None:
+    """Pack the chart blocks of history stored before them (after an upgrade): the roll-up
+    packs every new hour and day itself. PostgreSQL only; safe to run again."""
+    from datetime import UTC, datetime, timedelta
+
+    from flask import current_app
+
+    from app.extensions import db
+    from app.history import blocks
+
+    if db.engine.dialect.name != "postgresql":
+        raise click.ClickException("chart blocks are kept on PostgreSQL only")
+    config, now = current_app.config, datetime.now(UTC)
+    until = now.replace(minute=0, second=0, microsecond=0)  # finished hours only
+    spans = ((blocks.MINUTES, config["PULSE_RAW_RETENTION_DAYS"]),
+             (blocks.HOURS, config["PULSE_HOURLY_RETENTION_DAYS"]))
+    for kind, kept_days in spans:
+        since = now - timedelta(days=min(days or kept_days, kept_days))
+        packed = blocks.pack_missing(kind, since, until, progress=lambda k, done, total:
+                                     click.echo(f"{k.resolution}: {done:,} / {total:,}"))
+        click.echo(f"{kind.resolution}: {packed:,} periods packed")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
+    app.cli.add_command(history_cli)
     app.cli.add_command(bootstrap_admin)

@@ -491,37 +491,26 @@ def _holes(conn, aggregated: bool, start: datetime, until: datetime, step: timed
 
 
 def _pack(now: datetime, minute_days: float) -> bool:
-    """Pack what the roll-up packs (app.history.blocks), with its own code: every finished
-    hour of minutes over the newest MINUTE_DAYS with no block yet, and every day of
-    rollups whose block is missing or holds fewer hours than the day has."""
-    from sqlalchemy import text
-
+    """Pack what the roll-up packs, with its own code (app.history.blocks): every finished
+    hour of minutes over the newest MINUTE_DAYS and every day of rollups without its
+    block."""
     from app.extensions import db
     from app.history import blocks
 
-    utc_day = "date_trunc('day', {0} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-    todo = {
-        blocks.MINUTES: db.session.execute(text(
-            "SELECT probe_id, date_trunc('hour', timestamp) AS hour FROM metrics "
-            "WHERE is_aggregated AND timestamp >= :start AND timestamp < :until GROUP BY 1, 2 "
-            "EXCEPT SELECT probe_id, period_start FROM metric_blocks WHERE resolution = '1m' "
-            "ORDER BY 2, 1"), {"start": now - timedelta(days=minute_days),
-                               "until": now.replace(minute=0)}).all(),
-        blocks.HOURS: db.session.execute(text(
-            f"SELECT probe_id, {utc_day.format('hour')} AS day, count(*) "
-            "FROM metric_rollups_hourly GROUP BY 1, 2 EXCEPT SELECT probe_id, period_start, "
-            "point_count FROM metric_blocks WHERE resolution = '1h' ORDER BY 2, 1")).all(),
-    }
-    for kind, pairs in todo.items():
-        began = time.monotonic()
-        for first in range(0, len(pairs), 2000):
-            blocks.write(kind, [(probe, start) for probe, start, *_ in pairs[first:first + 2000]])
-            db.session.commit()
-            if first % 40_000 == 0:
-                print(f"  {kind.resolution} blocks {first + 2000:,} / {len(pairs):,} "
-                      f"({time.monotonic() - began:.0f} s)", flush=True)
+    began = time.monotonic()
+
+    def progress(kind, done: int, total: int) -> None:
+        if done % 40_000 < 2000 or done == total:
+            print(f"  {kind.resolution} blocks {done:,} / {total:,} "
+                  f"({time.monotonic() - began:.0f} s)", flush=True)
+
+    until = now.replace(minute=0)
+    packed = blocks.pack_missing(blocks.MINUTES, now - timedelta(days=minute_days), until,
+                                 progress=progress)
+    packed += blocks.pack_missing(blocks.HOURS, now - timedelta(days=800), until,
+                                  progress=progress)
     db.session.remove()
-    return any(todo.values())
+    return packed > 0
 
 
 def top_up(app, args) -> None:

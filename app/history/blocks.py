@@ -148,3 +148,35 @@ def read(kind: Kind, node_id, probe_ids: list, first: datetime,
             block[name] = _with_none(values) if null_fields >> bit & 1 else values
         found[probe][start] = block
     return found
+
+
+_UNPACKED_SQL = {
+    MINUTES: """
+SELECT probe_id, date_trunc('hour', timestamp) AS period FROM metrics
+WHERE is_aggregated AND timestamp >= :since AND timestamp < :until GROUP BY 1, 2
+EXCEPT SELECT probe_id, period_start FROM metric_blocks WHERE resolution = '1m'
+ORDER BY 2, 1""",
+    HOURS: """
+SELECT probe_id, date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS period
+FROM metric_rollups_hourly WHERE hour >= :since AND hour < :until GROUP BY 1, 2
+HAVING (probe_id, date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*))
+    NOT IN (SELECT probe_id, period_start, point_count FROM metric_blocks
+            WHERE resolution = '1h')
+ORDER BY 2, 1""",
+}
+
+
+def pack_missing(kind: Kind, since: datetime, until: datetime, batch: int = 2000,
+                 progress=None) -> int:
+    """Pack every period of `kind` starting in [since, until) whose points have no block
+    (or, for days, a block of fewer hours than the day has): history from before the
+    blocks, after an upgrade (`flask history pack`), or a seed. Commits each batch; the
+    number of periods packed. PostgreSQL only."""
+    pairs = db.session.execute(text(_UNPACKED_SQL[kind]),
+                               {"since": since, "until": until}).all()
+    for first in range(0, len(pairs), batch):
+        write(kind, [(probe, period) for probe, period in pairs[first:first + batch]])
+        db.session.commit()
+        if progress:
+            progress(kind, min(first + batch, len(pairs)), len(pairs))
+    return len(pairs)

@@ -238,3 +238,9 @@ def test_cli_users_create_refusals(runner, args, stdin, message):
     result = runner.invoke(args=["users", "create", *args, "--password-stdin"], input=stdin)
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_cli_history_pack_says_blocks_are_postgresql_only(runner):
+    result = runner.invoke(args=["history", "pack"])
+    assert result.exit_code == 1
+    assert "PostgreSQL only" in result.output

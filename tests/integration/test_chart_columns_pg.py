@@ -176,3 +176,38 @@ def test_finished_hours_are_read_from_their_packed_blocks_until_a_minute_changes
         assert prune(now + timedelta(days=8))["blocks"] == left  # day blocks stay 730 days
         assert {b.resolution for b in db.session.query(MetricBlock)} == {"1h"}
         db.session.remove()
+
+
+def test_history_pack_packs_what_the_roll_up_would_have(pg_app):
+    """History stored before the blocks (an upgraded database) is packed by `flask history
+    pack`: the same blocks as the roll-up's, and a second run packs nothing."""
+    ctx = setup_node(pg_app, probe_count=2)
+    now = datetime.now(UTC).replace(microsecond=0)
+    beats = _heartbeats(ctx["node_id"], ctx["probe_ids"],
+                        [now - timedelta(minutes=m) for m in range(5 * 60, 0, -4)])
+    answer = ctx["client"].post(BATCH, json={"heartbeats": beats}, headers=ctx["node_headers"])
+    assert answer.status_code == 200, answer.get_json()
+
+    def packed() -> dict:
+        return {(b.probe_id, b.resolution, b.period_start): (b.point_count, bytes(b.latency_ms))
+                for b in db.session.query(MetricBlock)}
+
+    with pg_app.app_context():
+        flush_pending()
+        aggregate_pending_minutes()
+        by_roll_up = packed()
+        assert {resolution for _p, resolution, _s in by_roll_up} == {"1m", "1h"}
+        assert len(by_roll_up) >= 2 * 4 + 2
+        db.session.query(MetricBlock).delete()
+        db.session.commit()
+        db.session.remove()
+    runner = pg_app.test_cli_runner()
+    result = runner.invoke(args=["history", "pack"])
+    assert result.exit_code == 0, result.output
+    assert "periods packed" in result.output
+    with pg_app.app_context():
+        assert packed() == by_roll_up
+        db.session.remove()
+    again = runner.invoke(args=["history", "pack", "--days", "2"])
+    assert again.exit_code == 0 and "1m: 0 periods packed" in again.output, again.output
+    assert "1h: 0 periods packed" in again.output
