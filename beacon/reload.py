@@ -47,13 +47,18 @@ class ConfigReload:
         current = self._stat()
         if current is None or (current == self._mtime and not force):
             return False
-        self._mtime = current
         try:
             new = config_mod.load(self.cfg.path)
         except BeaconConfigError as exc:
+            if self._stat() != current:
+                return False  # still being written (a save in steps): read it next turn
+            self._mtime = current
             problems = "; ".join(exc.problems)
             self.say(f"config reload refused, keeping the running config: {problems}", ERROR)
             return False
+        if self._stat() != current:
+            return False  # changed while read: the next turn reads the finished file
+        self._mtime = current
         self.apply_config(new)
         self.say(
             f"config reloaded: {len(self.scheduler.specs)} probe(s) running, "

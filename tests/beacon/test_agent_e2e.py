@@ -52,9 +52,11 @@ def test_agent_reports_reloads_and_stops_gracefully(tmp_path, pulse, targets):
         assert results_by_probe(pulse)[udp_id][0]["received"] == 2
         assert agent.proc.pid == pid and agent.proc.poll() is None
         # An invalid edit is refused; the agent keeps running with its config.
+        # (write_text truncates, then writes: the agent may see the file in between)
         cfg.write_text(cfg.read_text().replace(f"port: {targets['udp']}", "port: 70000"))
-        wait_for(lambda: "reload refused" in agent.output(), 10, "refused reload")
-        assert "probes[1].port: must be 1-65535, got 70000" in agent.output()
+        wait_for(lambda: "probes[1].port: must be 1-65535, got 70000" in agent.output(), 10,
+                 "refused reload")
+        assert "config reload refused, keeping the running config" in agent.output()
         assert agent.proc.poll() is None
         write_config(cfg, pulse, [probe("TCP", targets["tcp"]), probe("udp_ping", targets["udp"])])
         # status --json

@@ -126,6 +126,30 @@ def test_agent_loop_survives_a_failing_reload(harness, pulse):
     assert not thread.is_alive()
 
 
+def test_a_file_changing_while_it_is_read_is_read_again_not_refused(harness, monkeypatch):
+    """An editor that truncates, then writes: the agent may read the file half written. It
+    neither refuses nor applies that read; the next turn reads the finished file."""
+    agent = harness.agent
+    half = harness.path.with_name("half.yaml")
+    half.write_text("pulse_server: http://127.0.0.1:1\ntoken: [")
+    reads = []
+
+    def load_while_saving(path):
+        reads.append(path)
+        if len(reads) == 1:  # what the first read saw; meanwhile the save finishes
+            harness.write(report_interval_seconds=7)
+            return load(half)
+        return load(path)
+
+    monkeypatch.setattr("beacon.config.load", load_while_saving)
+    harness.mtime += 10  # the save begins: the file changed
+    os.utime(harness.path, (harness.mtime, harness.mtime))
+    assert not agent.check_reload()
+    assert not [line for line in harness.lines if "refused" in line]
+    assert agent.check_reload() and agent.report_interval == 7
+    assert len(reads) == 2
+
+
 def test_token_edits_apply_each_time_a_b_a(harness, pulse):
     agent = harness.agent
     assert agent.report_once().ok
