@@ -43,7 +43,7 @@ from limits import RateLimitItem, parse
 
 from app.errors import ApiError
 from app.extensions import get_redis
-from app.ingest.redis_wire import round_trip
+from app.ingest.redis_wire import bulk, command, round_trip_packed
 from app.redis_keys import node_rate_gate_key
 
 # KEYS[1]: the node's window; KEYS[2]: the gate key the round trip WATCHes.
@@ -87,17 +87,26 @@ class NodeRateLimit:
 
     limit: RateLimitItem
     refused_until: dict[str, float] = field(default_factory=dict)
-    # (prefix, node id) -> the node's (gate key, window key): built once, not per request
-    _keys: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # (prefix, node id) -> the node's packed check (keys()): built once, not per request
+    _keys: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
 
-    def keys(self, prefix: str, node_id: str) -> tuple[str, str]:
+    def keys(self, prefix: str, node_id: str) -> tuple[bytes, bytes]:
+        """The node's check, packed once: (WATCH <gate>, EVAL up to its `now` argument)."""
         found = self._keys.get((prefix, node_id))
         if found is None:
             if len(self._keys) >= KEYS_MAX:
                 self._keys.clear()
+            gate = node_rate_gate_key(prefix, node_id)
+            window = window_key(prefix, self.limit, node_id)
             found = self._keys[prefix, node_id] = (
-                node_rate_gate_key(prefix, node_id), window_key(prefix, self.limit, node_id))
+                command("WATCH", gate),
+                b"*8\r\n" + b"".join(bulk(arg) for arg in ("EVAL", CHECK_SCRIPT, 2, window, gate)))
         return found
+
+    @property
+    def check_tail(self) -> bytes:
+        """EVAL's arguments after `now`: the limit and the window in seconds."""
+        return bulk(self.limit.amount) + bulk(self.limit.get_expiry())
 
     def refuse(self, node_id: str, oldest_hit: float, now: float) -> RateLimited:
         free_at = oldest_hit + self.limit.get_expiry()
@@ -145,20 +154,19 @@ def refuse_known(node_id: str) -> None:
 
 
 class NodeLimitGuard:
-    """The limit check in front of one round trip's writes (store.RoundTrip sends
-    `commands`, then MULTI, the writes and EXEC, and gives `admit` these commands' replies)."""
+    """The limit check in front of one round trip's writes (store.RoundTrip sends `head`,
+    packed: WATCH <gate> and the check script; then MULTI, the writes and EXEC, and gives
+    `admit` the replies of the head's head_count commands)."""
+
+    head_count = 2
 
     def __init__(self, configured: NodeRateLimit, prefix: str, node_id: str) -> None:
         self._configured = configured
         self.node_id = node_id
         self.now = clock()
-        limit = configured.limit
-        gate, window = configured.keys(prefix, node_id)
-        self.commands: list[tuple] = [
-            ("WATCH", gate),
-            ("EVAL", CHECK_SCRIPT, 2, window, gate, repr(self.now), limit.amount,
-             limit.get_expiry()),
-        ]
+        watch, check_head = configured.keys(prefix, node_id)
+        self.check = check_head + bulk(repr(self.now)) + configured.check_tail
+        self.head = watch + self.check
 
     def admit(self, replies: list) -> None:
         """Return when the hit was recorded; raise RateLimited when it was refused (the
@@ -185,4 +193,4 @@ def count_request(node_id: str) -> None:
     handle = get_redis()
     guard = NodeLimitGuard(configured, handle.prefix, node_id)
     # No WATCH: there are no writes to discard (the script still touches the gate key).
-    guard.admit(round_trip(handle.client, guard.commands[1:]))
+    guard.admit(round_trip_packed(handle.client, guard.check, 1))

@@ -50,10 +50,23 @@ _NOT_ENOUGH_DATA = object()
 _idle: dict[int, tuple[object, int, list]] = {}
 
 
-def _pack(connection, commands: Sequence[Command]) -> list[bytes]:
+def bulk(value: bytes | str | int | float) -> bytes:
+    """One RESP bulk string: what a command's argument becomes on the wire (a number as its
+    str(), as hiredis and redis-py send it)."""
+    if not isinstance(value, bytes):
+        value = (value if isinstance(value, str) else str(value)).encode()
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def command(*args: bytes | str | int | float) -> bytes:
+    """One command packed for the wire."""
     if hiredis is not None:
-        return [b"".join(hiredis.pack_command(tuple(command)) for command in commands)]
-    return connection.pack_commands(commands)
+        return hiredis.pack_command(args)
+    return b"*%d\r\n%s" % (len(args), b"".join(bulk(arg) for arg in args))
+
+
+def pack(commands: Sequence[Command]) -> bytes:
+    return b"".join(command(*c) for c in commands)
 
 
 def _idle_list(pool) -> list:
@@ -67,6 +80,12 @@ def _idle_list(pool) -> list:
 
 def round_trip(client: redis.Redis, commands: Sequence[Command]) -> list:
     """Send `commands` in one write and return their replies, in order."""
+    return round_trip_packed(client, pack(commands), len(commands))
+
+
+def round_trip_packed(client: redis.Redis, payload: bytes, count: int) -> list:
+    """Send `count` commands already packed (command(), bulk()) in one write and return their
+    replies, in order. The ingest hot path packs its commands from parts it keeps per node."""
     pool = client.connection_pool
     idle = _idle_list(pool)
     try:
@@ -77,7 +96,7 @@ def round_trip(client: redis.Redis, commands: Sequence[Command]) -> list:
         if time.monotonic() - last_used > IDLE_CHECK_SECONDS and _closed_by_server(connection):
             connection.disconnect()  # send_packed_command connects it again
     replies = connection.retry.call_with_retry(
-        lambda: _send_and_read(connection, commands),
+        lambda: _send_and_read(connection, payload, count),
         lambda _error: connection.disconnect(),
     )
     if len(idle) < MAX_IDLE:
@@ -106,13 +125,13 @@ def raise_error_replies(replies: list) -> list:
     return replies
 
 
-def _send_and_read(connection, commands: Sequence[Command]) -> list:
-    connection.send_packed_command(_pack(connection, commands))
+def _send_and_read(connection, payload: bytes, count: int) -> list:
+    connection.send_packed_command([payload])
     sock = getattr(connection, "_sock", None)
     if hiredis is not None and isinstance(sock, socket.socket):
-        return _read_replies(connection, sock, len(commands))
+        return _read_replies(connection, sock, count)
     replies: list = []
-    for _ in commands:
+    for _ in range(count):
         try:
             replies.append(connection.read_response())
         except redis.ResponseError as error:

@@ -42,7 +42,13 @@ from app.history.live_cache import (
 )
 from app.ingest import node_lookup
 from app.ingest.rate_limit import NodeLimitGuard, guard_for
-from app.ingest.redis_wire import raise_error_replies, round_trip
+from app.ingest.redis_wire import (
+    bulk,
+    command,
+    raise_error_replies,
+    round_trip,
+    round_trip_packed,
+)
 from app.ingest.rules import ValidHeartbeat
 from app.redis_keys import (
     flush_queued_key,
@@ -58,11 +64,64 @@ PRESENCE_TTL_SECONDS = 3 * 86400
 EARLY_FLUSH_PENDING = 100
 
 
+# Packed once: the parts of the round trip that never change.
+_MULTI = command("MULTI")
+_EXEC = command("EXEC")
+_ZREM_HEAD = b"*4\r\n$16\r\nZREMRANGEBYSCORE\r\n"
+_MINUS_INF = bulk("-inf")
+_EXPIRE_HEAD = b"*3\r\n$6\r\nEXPIRE\r\n"
+_LIVE_TTL = bulk(LIVE_TTL_SECONDS)
+_PRESENCE_TTL = bulk(PRESENCE_TTL_SECONDS)
+_SETBIT_HEAD = b"*4\r\n$6\r\nSETBIT\r\n"
+_ONE = bulk(1)
+_HSETNX_FIRST_SEEN = b"*4\r\n$6\r\nHSETNX\r\n%s" + bulk("first_seen_ms")
+NODE_KEYS_MAX = 100_000  # nodes whose packed keys a process keeps
+
+
+class _NodeKeys:
+    """A node's keys as RESP bulk strings, packed once per process rather than per
+    heartbeat (the hot path sends ~20 commands naming them)."""
+
+    __slots__ = ("prefix", "node_id", "live", "seen", "presence_day", "presence", "mark_seen")
+
+    def __init__(self, prefix: str, node_id: str) -> None:
+        self.prefix, self.node_id = prefix, node_id
+        self.live: dict[str, bytes] = {}
+        self.seen = bulk(node_seen_key(prefix, node_id))
+        self.presence_day, self.presence = "", b""
+        self.mark_seen = command("SADD", seen_dirty_key(prefix), node_id)
+
+    def live_key(self, series: str) -> bytes:
+        key = self.live.get(series)
+        if key is None:
+            key = self.live[series] = bulk(live_key(self.prefix, self.node_id, series))
+        return key
+
+    def presence_key(self, day: str) -> bytes:
+        if day != self.presence_day:
+            self.presence = bulk(presence_key(self.prefix, self.node_id, day))
+            self.presence_day = day
+        return self.presence
+
+
+_node_keys: dict[tuple[str, str], _NodeKeys] = {}
+
+
+def node_keys(prefix: str, node_id: str) -> _NodeKeys:
+    keys = _node_keys.get((prefix, node_id))
+    if keys is None:
+        if len(_node_keys) >= NODE_KEYS_MAX:
+            _node_keys.clear()
+        keys = _node_keys[prefix, node_id] = _NodeKeys(prefix, node_id)
+    return keys
+
+
 @dataclass
 class NodeWrite:
-    """The node's write commands and how many live points they add."""
+    """The node's write commands, packed, how many, and how many live points they add."""
 
-    commands: list[tuple]
+    payload: bytes
+    count: int
     live_points: int
 
 
@@ -71,36 +130,40 @@ def node_write(prefix: str, node_id: str, points: Iterable[Point], now_ms: int,
                seen: Mapping[str, object] | None = None) -> NodeWrite:
     """The node's writes for these points (and optionally presence and last-seen).
 
-    Points older than the live hour skip the live cache (they go to the database only).
+    Per series: ZADD of its points, ZREMRANGEBYSCORE to the live hour, EXPIRE. Points older
+    than the live hour skip the live cache (they go to the database only).
     """
+    keys = node_keys(prefix, node_id)
     cutoff = now_ms - LIVE_WINDOW_MS
     by_series: dict[str, dict[bytes, int]] = {}
     for point in points:
         if point.ts_ms > cutoff:
             by_series.setdefault(point.series, {})[encode_member(point)] = point.ts_ms
-    commands: list[tuple] = []
+    parts: list[bytes] = []
     live_points = 0
-    trim_below = f"({cutoff}"
+    trim_below = bulk(b"(%d" % cutoff)
     for series, members in by_series.items():
-        key = live_key(prefix, node_id, series)
-        zadd: list = ["ZADD", key]
+        key = keys.live_key(series)
+        parts += (b"*%d\r\n$4\r\nZADD\r\n" % (2 + 2 * len(members)), key)
         for member, score in members.items():
-            zadd += (score, member)
+            parts += (b"$%d\r\n%d\r\n" % (len(str(score)), score),
+                      b"$%d\r\n%s\r\n" % (len(member), member))
+        parts += (_ZREM_HEAD, key, _MINUS_INF, trim_below, _EXPIRE_HEAD, key, _LIVE_TTL)
         live_points += len(members)
-        commands += (tuple(zadd), ("ZREMRANGEBYSCORE", key, "-inf", trim_below),
-                     ("EXPIRE", key, LIVE_TTL_SECONDS))
+    count = 3 * len(by_series)
     if present_at is not None:
         day = f"{present_at.year:04d}{present_at.month:02d}{present_at.day:02d}"  # %Y%m%d
-        key = presence_key(prefix, node_id, day)
-        commands += (("SETBIT", key, present_at.hour * 60 + present_at.minute, 1),
-                     ("EXPIRE", key, PRESENCE_TTL_SECONDS))
+        key = keys.presence_key(day)
+        parts += (_SETBIT_HEAD, key, bulk(present_at.hour * 60 + present_at.minute), _ONE,
+                  _EXPIRE_HEAD, key, _PRESENCE_TTL)
+        count += 2
     if seen:
-        key = node_seen_key(prefix, node_id)
-        hset: list = ["HSET", key]
+        parts.append(b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * len(seen)) + keys.seen)
         for field, value in seen.items():
-            hset += (field, value)
-        commands += (tuple(hset), ("HSETNX", key, "first_seen_ms", seen["last_seen_ms"]))
-    return NodeWrite(commands, live_points)
+            parts += (bulk(field), bulk(value))
+        parts += (_HSETNX_FIRST_SEEN % keys.seen, bulk(seen["last_seen_ms"]))
+        count += 2
+    return NodeWrite(b"".join(parts), count, live_points)
 
 
 def execute(client, commands: list) -> list:
@@ -112,32 +175,34 @@ def write_points(client, prefix: str, node_id: str, points: Iterable[Point],
                  now_ms: int) -> int:
     """Write points to the live cache now (tests, benchmarks); returns how many."""
     write = node_write(prefix, node_id, points, now_ms)
-    if write.commands:
-        execute(client, write.commands)
+    if write.count:
+        raise_error_replies(round_trip_packed(client, write.payload, write.count))
     return write.live_points
 
 
 class RoundTrip:
-    """Commands for one pipelined round trip: writes, then reads; the replies that matter
-    are read by name. With a guard, the writes run only if it admits the request."""
+    """Commands for one pipelined round trip, packed: writes, then reads; the replies that
+    matter are read by name. With a guard, the writes run only if it admits the request."""
 
     def __init__(self, guard: NodeLimitGuard | None = None) -> None:
         self.guard = guard
-        self.commands: list[tuple] = []  # the writes
-        self.reads: list[tuple] = []
+        self.writes: list[bytes] = []
+        self.write_count = 0
+        self.reads: list[bytes] = []
         self._slots: dict[str, tuple[bool, int]] = {}  # name -> (is a read, index)
 
-    def add(self, *commands: tuple) -> None:
-        self.commands.extend(commands)
+    def add(self, payload: bytes, count: int = 1) -> None:
+        self.writes.append(payload)
+        self.write_count += count
 
-    def add_named(self, name: str, command: tuple) -> None:
-        self._name(name, False, len(self.commands))
-        self.commands.append(command)
+    def add_named(self, name: str, packed_command: bytes) -> None:
+        self._name(name, False, self.write_count)
+        self.add(packed_command)
 
-    def add_read(self, name: str, command: tuple) -> None:
+    def add_read(self, name: str, packed_command: bytes) -> None:
         """A command sent after the writes and outside the guard's transaction."""
         self._name(name, True, len(self.reads))
-        self.reads.append(command)
+        self.reads.append(packed_command)
 
     def _name(self, name: str, is_read: bool, index: int) -> None:
         if name in self._slots:
@@ -148,25 +213,27 @@ class RoundTrip:
         """Run every command (raising the first error reply, or the guard's refusal: then
         nothing was written); the named replies."""
         if self.guard is None:
-            replies = execute(client, self.commands + self.reads)
-            writes, reads = replies[:len(self.commands)], replies[len(self.commands):]
+            replies = raise_error_replies(round_trip_packed(
+                client, b"".join(self.writes + self.reads), self.write_count + len(self.reads)))
+            writes, reads = replies[:self.write_count], replies[self.write_count:]
         else:
             writes, reads = self._guarded(client)
         return {name: (reads if is_read else writes)[index]
                 for name, (is_read, index) in self._slots.items()}
 
     def _guarded(self, client) -> tuple[list, list]:
-        head = self.guard.commands
-        replies = round_trip(client, [*head, ("MULTI",), *self.commands, ("EXEC",),
-                                      *self.reads])
-        at_exec = len(head) + 1 + len(self.commands)
-        self.guard.admit(replies[:len(head)])  # refused: EXEC discarded the writes
-        raise_error_replies(replies[len(head):at_exec])  # MULTI and the QUEUED
+        guard = self.guard
+        replies = round_trip_packed(
+            client, b"".join([guard.head, _MULTI, *self.writes, _EXEC, *self.reads]),
+            guard.head_count + 2 + self.write_count + len(self.reads))
+        at_exec = guard.head_count + 1 + self.write_count
+        guard.admit(replies[:guard.head_count])  # refused: EXEC discarded the writes
+        raise_error_replies(replies[guard.head_count:at_exec])  # MULTI and the QUEUED
         writes = replies[at_exec]
         if writes is None:
             # Admitted (the hit is counted), but a refusal of this node by another client
             # touched the gate between WATCH and EXEC: write without the transaction.
-            writes = execute(client, self.commands)
+            writes = round_trip_packed(client, b"".join(self.writes), self.write_count)
         elif isinstance(writes, Exception):
             raise writes
         return raise_error_replies(writes), raise_error_replies(replies[at_exec + 1:])
@@ -191,19 +258,20 @@ def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datet
     if newest.metadata:
         seen["metadata"] = json.dumps(newest.metadata, separators=(",", ":"))
     trip = RoundTrip(guard_for(handle.prefix, node))
-    trip.add(*node_write(handle.prefix, node, summaries + points, now_ms, present_at=now,
-                         seen=seen).commands)
+    write = node_write(handle.prefix, node, summaries + points, now_ms, present_at=now,
+                       seen=seen)
+    trip.add(write.payload, write.count)
     if points:
-        trip.add(pending.append_command(handle.prefix, node, points))
-    trip.add_named("pending_points", pending.count_command(handle.prefix, len(points)))
-    trip.add(("SADD", seen_dirty_key(handle.prefix), node))
+        trip.add(command(*pending.append_command(handle.prefix, node, points)))
+    trip.add_named("pending_points", command(*pending.count_command(handle.prefix, len(points))))
+    trip.add(node_keys(handle.prefix, node).mark_seen)
     # Whether an early flush is queued already rides along: in the steady state (it is)
     # that saves request_early_flush's own round trip; it still sets the flag with NX.
-    trip.add_read("flush_queued", ("EXISTS", flush_queued_key(handle.prefix)))
+    trip.add_read("flush_queued", command("EXISTS", flush_queued_key(handle.prefix)))
     # Keeps this process's reading of the node epoch fresh, so its in-memory node cache
     # needs no round trip of its own.
     read_epoch = node_lookup.epoch_command(handle.prefix)
-    trip.add_read("node_epoch", read_epoch)
+    trip.add_read("node_epoch", command(*read_epoch))
     started = node_lookup.epoch_clock()
     replies = trip.execute(handle.client)
     node_lookup.observe_epoch(read_epoch, replies["node_epoch"], read_at=started)

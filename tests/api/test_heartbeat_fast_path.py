@@ -179,11 +179,11 @@ def test_a_backend_outage_is_tried_once_then_503(app, client, node, node_headers
     assert client.post(URL, json=body, headers=node_headers).status_code == 200  # warm
     calls = []
 
-    def down(client_, commands):
+    def down(client_, payload, count):
         calls.append(1)
         raise redis.ConnectionError("Connection refused")
 
-    monkeypatch.setattr(node_writes, "round_trip", down)
+    monkeypatch.setattr(node_writes, "round_trip_packed", down)
     response = client.post(URL, json=body, headers=node_headers)
     assert_error(response, 503, "ERR_UNAVAILABLE")
     assert response.headers["Retry-After"] == "5"

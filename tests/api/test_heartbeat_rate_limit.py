@@ -15,6 +15,7 @@ from app.ingest import rate_limit, redis_wire, store
 from app.redis_keys import node_rate_gate_key, pending_stream
 from tests.api.test_heartbeat_validation import _node_on
 from tests.support.api import assert_error
+from tests.support.redis_commands import unpack_commands
 
 URL = "/api/v1/beacon/heartbeat"
 BATCH_URL = "/api/v1/beacon/heartbeats"
@@ -103,10 +104,11 @@ def test_a_node_known_refused_costs_no_round_trip(limited, make_heartbeat, monke
         assert client.post(URL, json=body, headers=headers).status_code == 200
     assert client.post(URL, json=body, headers=headers).status_code == 429
     trips = []
-    real = redis_wire.round_trip
+    real = redis_wire.round_trip_packed
     for module in (rate_limit, store):
-        monkeypatch.setattr(module, "round_trip",
-                            lambda c, commands: trips.append(commands) or real(c, commands))
+        monkeypatch.setattr(module, "round_trip_packed",
+                            lambda c, payload, count: trips.append(payload)
+                            or real(c, payload, count))
     for url, payload in ((URL, body), (BATCH_URL, {"heartbeats": [body]})):
         assert_error(client.post(url, json=payload, headers=headers), 429, "ERR_RATE_LIMITED")
     assert trips == []
@@ -120,20 +122,22 @@ def test_writes_go_again_when_the_gate_moved_under_an_admitted_request(app_facto
     limited = app_factory(PULSE_NODE_RATE_LIMIT="3/minute")
     client = limited.test_client()
     node_id, headers, probes = _node_on(limited, "limited-race", probes=1)
-    real = redis_wire.round_trip
+    real = redis_wire.round_trip_packed
     sent = []
 
-    def touch_gate_first(client_, commands):
+    def touch_gate_first(client_, payload, count):
+        commands = unpack_commands(payload)
+        assert len(commands) == count
         sent.append(commands)
         if commands and commands[0][0] == "WATCH":
             # the gate changes after WATCH: as if another request were refused meanwhile
             commands = [commands[0], ("SET", commands[0][1], "x"), ("DEL", commands[0][1]),
                         *commands[1:]]
-            replies = real(client_, commands)
+            replies = redis_wire.round_trip(client_, commands)
             return [replies[0], *replies[3:]]
-        return real(client_, commands)
+        return real(client_, payload, count)
 
-    monkeypatch.setattr(store, "round_trip", touch_gate_first)
+    monkeypatch.setattr(store, "round_trip_packed", touch_gate_first)
     body = _body(make_heartbeat, node_id, probes, 30)
     assert client.post(URL, json=body, headers=headers).status_code == 200
     assert len(sent) == 2 and sent[1][0][0] != "WATCH"  # the writes, unguarded
@@ -141,7 +145,7 @@ def test_writes_go_again_when_the_gate_moved_under_an_admitted_request(app_facto
         handle = get_redis()
         assert handle.client.xlen(pending_stream(handle.prefix)) == 1
         assert len(read_series(handle.client, handle.prefix, node_id, probes[0])) == 1
-    monkeypatch.setattr(store, "round_trip", real)
+    monkeypatch.setattr(store, "round_trip_packed", real)
     for _ in range(2):
         assert client.post(URL, json=body, headers=headers).status_code == 200
     assert client.post(URL, json=body, headers=headers).status_code == 429  # counted once
@@ -152,9 +156,10 @@ def test_off_sends_no_check(app_factory, make_heartbeat, monkeypatch):
     client = unlimited.test_client()
     node_id, headers, probes = _node_on(unlimited, "unlimited", probes=1)
     sent = []
-    real = redis_wire.round_trip
-    monkeypatch.setattr(store, "round_trip",
-                        lambda c, commands: sent.append(commands) or real(c, commands))
+    real = redis_wire.round_trip_packed
+    monkeypatch.setattr(store, "round_trip_packed",
+                        lambda c, payload, count: sent.append(unpack_commands(payload))
+                        or real(c, payload, count))
     for i in range(5):
         assert client.post(URL, json=_body(make_heartbeat, node_id, probes, 30 - i),
                            headers=headers).status_code == 200
