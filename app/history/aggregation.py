@@ -31,10 +31,9 @@ from app.history.points import stored_mean
 from app.history.rollups import mark_hours_dirty, roll_up_pending_hours
 from app.models import Metric
 from app.redis_keys import agg_alive_key, agg_dirty_key
-from app.timeutil import from_ms, to_ms
+from app.timeutil import MINUTE_MS, from_ms, to_ms
 
 log = logging.getLogger(__name__)
-MINUTE_MS = 60_000
 MAX_MINUTES_PER_RUN = 20_000
 # Minutes re-checked against the database on every run, marks or not: what a lost mark
 # (a Redis that lost its last writes) would otherwise leave unaggregated.

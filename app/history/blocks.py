@@ -36,8 +36,8 @@ from sqlalchemy.types import NullType
 from app.extensions import db, get_redis
 from app.models import MetricBlock
 from app.redis_keys import rollup_dirty_key
+from app.timeutil import DAY_MS, HOUR_MS
 
-HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 # The chart's fields (app.history.columns.CHART_FIELDS), each with the SQL of its stored
 # value as the chart read answers it (`s` is the source row).
 PACKED_FIELDS = {

@@ -15,6 +15,7 @@ from sqlalchemy import func
 
 from app.extensions import db
 from app.history.live_cache import Point
+from app.timeutil import MINUTE_MS
 
 LATENCY_FIELDS = ("latency_ms", "latency_min_ms", "latency_median_ms", "latency_p95_ms",
                   "latency_max_ms")
@@ -24,7 +25,6 @@ RAW_FIELDS = ("latency_ms", "packet_loss_rate", "jitter_ms", "latency_min_ms",
 AGG_FIELDS = (*RAW_FIELDS[:-1], "jitter_max_ms", "packet_loss_max", "sample_count")
 ROUNDED = frozenset({*LATENCY_FIELDS, "packet_loss_rate", "jitter_ms", "jitter_max_ms",
                      "packet_loss_max"})
-MINUTE_MS = 60_000
 
 # Internal: how many runs a bucket's latency means stand for (weights when rolling up).
 LATENCY_RUNS = "_latency_runs"

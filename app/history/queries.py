@@ -32,7 +32,7 @@ from app.history.points import (
     rollup,
 )
 from app.models import Metric, MetricRollup, Probe
-from app.timeutil import from_ms, to_ms
+from app.timeutil import HOUR_MS, from_ms, to_ms
 
 RAW_MAX = timedelta(hours=1)
 MINUTE_MAX = timedelta(days=2)
@@ -40,7 +40,6 @@ MAX_POINTS = 50_000
 # The longest range a chart or the metrics API reads: two years of hourly rollups
 # (PULSE_HOURLY_RETENTION_DAYS' default, 730, and a leap day) — 17,520 points a probe.
 MAX_RANGE = timedelta(days=731)
-HOUR_MS = 3_600_000
 REPORT_MARGIN_MS = 2 * MINUTE_MS
 
 

@@ -27,9 +27,8 @@ from app.history.marks import unmark
 from app.history.points import stored_mean
 from app.models import Metric, MetricRollup
 from app.redis_keys import rollup_dirty_key
-from app.timeutil import from_ms, to_ms
+from app.timeutil import HOUR_MS, from_ms, to_ms
 
-HOUR_MS = 3_600_000
 MAX_HOURS_PER_RUN = 20_000
 CATCH_UP_RECENT = timedelta(hours=3)
 CATCH_UP_MINUTES = (2, 3)

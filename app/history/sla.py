@@ -22,9 +22,7 @@ from sqlalchemy.dialects.postgresql import array as sa_array
 
 from app.extensions import db
 from app.models import Metric, MetricRollup, Node, Probe
-from app.timeutil import from_ms, to_ms
-
-HOUR_MS = 3_600_000
+from app.timeutil import HOUR_MS, from_ms, to_ms
 
 
 def _totals_from_rollups(probe_ids: list, start: datetime, end: datetime) -> dict:
