@@ -21,6 +21,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -126,11 +127,16 @@ def main() -> int:
     if (args.alternations * args.chunk) > (PER_NODE - 3) * NODES:
         parser.error(f"at most {(PER_NODE - 3) * NODES} heartbeats per worker")
     with tempfile.TemporaryDirectory(prefix="pulse-ab-") as tmp:
-        ref_root = Path(tmp)
+        # Both sides are copies, freshly compiled, so that neither runs from a warmer tree.
+        ours, ref_root = Path(tmp) / "checkout", Path(tmp) / "revision"
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(HERE.parent / "app", ours / "app", ignore=ignore)
+        shutil.copy2(HERE.parent / "wsgi.py", ours / "wsgi.py")
+        ref_root.mkdir()
         archive = subprocess.run(["git", "archive", args.revision, "app", "wsgi.py"],
                                  cwd=HERE.parent, check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(ref_root)], input=archive, check=True)
-        workers = {"this checkout": start(HERE.parent, args.chunk),
+        workers = {"this checkout": start(ours, args.chunk),
                    args.revision: start(ref_root, args.chunk)}
         series: dict[str, list[float]] = {name: [] for name in workers}
         names = list(workers)
