@@ -37,13 +37,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from flask import Flask, current_app
 from limits import RateLimitItem, parse
 
 from app.errors import ApiError
 from app.extensions import get_redis
-from app.ingest.redis_wire import bulk, command, round_trip_packed
+from app.ingest.redis_wire import bulk, command, command_head, round_trip_packed
 from app.redis_keys import node_rate_gate_key
 
 # KEYS[1]: the node's window; KEYS[2]: the gate key the round trip WATCHes.
@@ -98,12 +99,13 @@ class NodeRateLimit:
                 self._keys.clear()
             gate = node_rate_gate_key(prefix, node_id)
             window = window_key(prefix, self.limit, node_id)
+            script_and_keys = (CHECK_SCRIPT, 2, window, gate)
             found = self._keys[prefix, node_id] = (
                 command("WATCH", gate),
-                b"*8\r\n" + b"".join(bulk(arg) for arg in ("EVAL", CHECK_SCRIPT, 2, window, gate)))
+                command_head("EVAL", 8) + b"".join(bulk(arg) for arg in script_and_keys))
         return found
 
-    @property
+    @cached_property
     def check_tail(self) -> bytes:
         """EVAL's arguments after `now`: the limit and the window in seconds."""
         return bulk(self.limit.amount) + bulk(self.limit.get_expiry())

@@ -2,11 +2,12 @@
 
 The replacement for a redis-py pipeline there: the pipeline object, its per-command
 bookkeeping and reply callbacks cost about as much CPU as the round trip itself
-(docs/benchmarks.md). Here the commands are packed by hiredis in one
-buffer, sent with one write and their raw replies read back in order. Error replies come
-back as exception instances in their place (every reply is read, so the connection never
-desyncs); connection errors are retried under the client's own Retry policy, as redis-py
-does for a pipeline. Works with fakeredis's connections as well.
+(docs/benchmarks.md). Here the commands are packed in one buffer (by hiredis, or by the
+caller from parts it packed once: `round_trip_packed`), sent with one write and their raw
+replies read back in order. Error replies come back as exception instances in their place
+(every reply is read, so the connection never desyncs); connection errors are retried under
+the client's own Retry policy, as redis-py does for a pipeline. Works with fakeredis's
+connections as well.
 
 Connections come from a small idle list of our own, built with the client pool's
 connection class and settings but outside its count: a checkout from redis-py's pool
@@ -56,6 +57,12 @@ def bulk(value: bytes | str | int | float) -> bytes:
     if not isinstance(value, bytes):
         value = (value if isinstance(value, str) else str(value)).encode()
     return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def command_head(name: str, arg_count: int) -> bytes:
+    """The start of a command of `arg_count` arguments (its name included), for callers that
+    append the arguments' bulk() strings themselves, some of them packed once and kept."""
+    return b"*%d\r\n%s" % (arg_count, bulk(name))
 
 
 def command(*args: bytes | str | int | float) -> bytes:

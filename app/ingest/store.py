@@ -17,8 +17,9 @@ harm (the queue's XADD is not: a retry after a read timeout may append the heart
 which the flush's ON CONFLICT DO NOTHING stores once; the limit may count it twice).
 
 Plain commands rather than one Lua script: the script's own overhead cost Redis more than
-the writes themselves (figures in docs/benchmarks.md). The client side stays cheap because
-redis_wire packs and parses in C.
+the writes themselves (figures in docs/benchmarks.md). The client side stays cheap: the
+round trip is packed from parts kept per node (its keys as RESP strings, `node_keys`) and the
+fixed commands packed once, and redis_wire parses the replies in C.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ from app.ingest.rate_limit import NodeLimitGuard, guard_for
 from app.ingest.redis_wire import (
     bulk,
     command,
+    command_head,
     raise_error_replies,
-    round_trip,
     round_trip_packed,
 )
 from app.ingest.rules import ValidHeartbeat
@@ -67,14 +68,15 @@ EARLY_FLUSH_PENDING = 100
 # Packed once: the parts of the round trip that never change.
 _MULTI = command("MULTI")
 _EXEC = command("EXEC")
-_ZREM_HEAD = b"*4\r\n$16\r\nZREMRANGEBYSCORE\r\n"
+_ZREM_HEAD = command_head("ZREMRANGEBYSCORE", 4)
 _MINUS_INF = bulk("-inf")
-_EXPIRE_HEAD = b"*3\r\n$6\r\nEXPIRE\r\n"
+_EXPIRE_HEAD = command_head("EXPIRE", 3)
 _LIVE_TTL = bulk(LIVE_TTL_SECONDS)
 _PRESENCE_TTL = bulk(PRESENCE_TTL_SECONDS)
-_SETBIT_HEAD = b"*4\r\n$6\r\nSETBIT\r\n"
+_SETBIT_HEAD = command_head("SETBIT", 4)
 _ONE = bulk(1)
-_HSETNX_FIRST_SEEN = b"*4\r\n$6\r\nHSETNX\r\n%s" + bulk("first_seen_ms")
+_HSETNX_HEAD = command_head("HSETNX", 4)
+_FIRST_SEEN = bulk("first_seen_ms")
 NODE_KEYS_MAX = 100_000  # nodes whose packed keys a process keeps
 
 
@@ -144,10 +146,9 @@ def node_write(prefix: str, node_id: str, points: Iterable[Point], now_ms: int,
     trim_below = bulk(b"(%d" % cutoff)
     for series, members in by_series.items():
         key = keys.live_key(series)
-        parts += (b"*%d\r\n$4\r\nZADD\r\n" % (2 + 2 * len(members)), key)
+        parts += (command_head("ZADD", 2 + 2 * len(members)), key)
         for member, score in members.items():
-            parts += (b"$%d\r\n%d\r\n" % (len(str(score)), score),
-                      b"$%d\r\n%s\r\n" % (len(member), member))
+            parts += (bulk(b"%d" % score), bulk(member))
         parts += (_ZREM_HEAD, key, _MINUS_INF, trim_below, _EXPIRE_HEAD, key, _LIVE_TTL)
         live_points += len(members)
     count = 3 * len(by_series)
@@ -158,17 +159,12 @@ def node_write(prefix: str, node_id: str, points: Iterable[Point], now_ms: int,
                   _EXPIRE_HEAD, key, _PRESENCE_TTL)
         count += 2
     if seen:
-        parts.append(b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * len(seen)) + keys.seen)
+        parts += (command_head("HSET", 2 + 2 * len(seen)), keys.seen)
         for field, value in seen.items():
             parts += (bulk(field), bulk(value))
-        parts += (_HSETNX_FIRST_SEEN % keys.seen, bulk(seen["last_seen_ms"]))
+        parts += (_HSETNX_HEAD, keys.seen, _FIRST_SEEN, bulk(seen["last_seen_ms"]))
         count += 2
     return NodeWrite(b"".join(parts), count, live_points)
-
-
-def execute(client, commands: list) -> list:
-    """Run commands in one round trip; raise the first error reply, if any."""
-    return raise_error_replies(round_trip(client, commands))
 
 
 def write_points(client, prefix: str, node_id: str, points: Iterable[Point],
