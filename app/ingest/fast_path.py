@@ -5,8 +5,8 @@ decides how many Beacons an API process carries. Flask's dispatch (request and a
 context objects, URL matching, hooks, flask-smorest's wrappers, the response object)
 costs as much CPU as the ingest itself. This WSGI middleware serves the request when it
 is well formed and accepted — the same services as the Flask view (token lookup, the
-rate limit's in-process refusals, node_id check, `ingest(..., only_if_valid=True)`, whose
-write round trip also counts the request against the node's rate limit), the same
+rate limit's in-process refusals, node_id check, then `accept_heartbeat`, whose write
+round trip also counts the request against the node's rate limit), the same
 answer, the same telemetry — and hands everything else, untouched, to the Flask view,
 which produces every error (a refusal by the rate limit is passed on to it in the WSGI
 environ: nothing was stored, and the request must not be counted again). So the fast
@@ -27,7 +27,7 @@ import sqlalchemy.exc
 from flask import Flask
 from werkzeug.wsgi import get_content_length
 
-from app.ingest.heartbeats import heartbeat_answer, ingest
+from app.ingest.heartbeats import accept_heartbeat
 from app.ingest.node_lookup import resolve_node_token
 from app.ingest.rate_limit import RateLimited, refuse_known
 from app.ingest.rules import check_node_id
@@ -115,11 +115,10 @@ class HeartbeatFastPath:
             if check_node_id(body, node_id) is not None:
                 return None
             try:
-                result = ingest(node_id, [body], only_if_valid=True)
+                return accept_heartbeat(node_id, body)
             except RateLimited as refusal:
                 environ[RATE_REFUSED] = refusal
                 return None
-            return heartbeat_answer(result) if result is not None else None
 
     def _read_body(self, environ) -> bytes | None:
         """The JSON body, or None when the request is not a plain JSON POST within limits.

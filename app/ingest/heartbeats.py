@@ -6,7 +6,8 @@ the node lookup cache on a miss.
 
 The request counts against the node's rate limit in that same round trip; a request
 that stores nothing is counted alone (rate_limit.count_request), so every request counts
-once (except the hot path's only_if_valid miss, which the view handles again).
+once (the hot path's `accept_heartbeat` stores and counts nothing when it declines a
+heartbeat: the view handles it again).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from app.ingest.node_lookup import node_state
 from app.ingest.rules import CODES, ValidHeartbeat, validate_heartbeat
 from app.ingest.store import store_heartbeats
 from app.telemetry.metrics import HEARTBEATS
-from app.timeutil import iso_utc, to_ms
+from app.timeutil import DAY_MS, iso_utc, to_ms
 
 _ACCEPTED = HEARTBEATS.labels(outcome="accepted")  # bound once: labels() is a lookup
 
@@ -66,7 +67,7 @@ class _Judge:
 
     def __init__(self, node_id: uuid.UUID, now_ms: int) -> None:
         self.node_id, self.now_ms = node_id, now_ms
-        self.oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * 86400 * 1000
+        self.oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * DAY_MS
         self.expected_version, self.probe_ids = node_state(node_id)
         self._revalidated = False
 
@@ -80,22 +81,14 @@ class _Judge:
         return valid, error
 
 
-def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None,
-           only_if_valid: bool = False) -> IngestResult | None:
-    """Judge every item; store the valid ones in one Redis round trip.
-
-    only_if_valid (the hot path's single heartbeat): when any item is refused, nothing is
-    stored or counted and None is returned, so that the caller can hand the request to
-    the view, which calls this again to report why.
-    """
+def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None) -> IngestResult:
+    """Judge every item; store the valid ones in one Redis round trip."""
     now = now or datetime.now(UTC)
     judge_item = _Judge(node_id, to_ms(now))
     result = IngestResult(expected_version="")
     valid_items: list[ValidHeartbeat] = []
     for body in items:
         valid, error = judge_item(body)
-        if error is not None and only_if_valid:
-            return None
         result.outcomes.append(Outcome(len(valid.results), None, valid.warnings) if valid
                                else Outcome(0, error))
         if valid is not None:
@@ -113,10 +106,37 @@ def ingest(node_id: uuid.UUID, items: list, now: datetime | None = None,
     return result
 
 
+def accept_heartbeat(node_id: uuid.UUID, body) -> dict | None:
+    """The hot path's single heartbeat: judged and stored as `ingest` does, but only when it
+    is accepted; its answer, or None (nothing stored or counted) for the view to handle,
+    which calls `ingest` to say why. The node's cached state is not re-read here before a
+    foreign probe id is refused: the view does that."""
+    now = datetime.now(UTC)
+    now_ms = to_ms(now)
+    expected_version, probe_ids = node_state(node_id)
+    oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * DAY_MS
+    valid, _ = validate_heartbeat(body, node_id, now_ms, oldest_ms)
+    if valid is None:
+        return None
+    for result in valid.results:
+        if result[0] not in probe_ids:
+            return None
+    store_heartbeats(node_id, [valid], now)  # RateLimited: nothing stored
+    _ACCEPTED.inc()
+    return _answer(now, len(valid.results), expected_version,
+                   valid.config_version != expected_version, valid.warnings)
+
+
 def heartbeat_answer(result: IngestResult) -> dict:
-    """The 200 answer of POST /heartbeat (HeartbeatAnswerSchema), for view and fast path."""
+    """The view's 200 answer of POST /heartbeat (HeartbeatAnswerSchema)."""
     outcome = result.outcomes[0]
-    return {"status": "success", "message": "Heartbeat received",
-            "timestamp": iso_utc(datetime.now(UTC)), "accepted": outcome.accepted,
-            "config_version": result.expected_version,
-            "drift_detected": result.drift_detected, "warnings": outcome.warnings}
+    return _answer(datetime.now(UTC), outcome.accepted, result.expected_version,
+                   result.drift_detected, outcome.warnings)
+
+
+def _answer(now: datetime, accepted: int, expected_version: str, drift_detected: bool,
+            warnings: list[dict[str, str]]) -> dict:
+    """POST /heartbeat's 200 answer, from the view and from the hot path alike."""
+    return {"status": "success", "message": "Heartbeat received", "timestamp": iso_utc(now),
+            "accepted": accepted, "config_version": expected_version,
+            "drift_detected": drift_detected, "warnings": warnings}

@@ -1,7 +1,6 @@
 """Storing accepted heartbeats: every write in one pipelined Redis round trip (SPEC §6).
 
-`RoundTrip` gathers the commands and names the replies that are read back, so no caller
-reads a reply by its position. `store_heartbeats` builds the heartbeat's round trip:
+`store_heartbeats` builds the heartbeat's round trip:
 
 Per series: ZADD of its points, ZREMRANGEBYSCORE to the live hour, EXPIRE; then the node's
 presence bit for uptime_24h and its last-seen hash (`node_write`); the pending queue's
@@ -30,6 +29,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+
+import orjson
 
 from app.extensions import get_redis
 from app.history import pending
@@ -77,6 +78,10 @@ _SETBIT_HEAD = command_head("SETBIT", 4)
 _ONE = bulk(1)
 _HSETNX_HEAD = command_head("HSETNX", 4)
 _FIRST_SEEN = bulk("first_seen_ms")
+# A series' three commands when it gets one point (every series of a heartbeat), filled
+# with one format: key, score's length, score, member's length, member; key, trim; key.
+_ONE_POINT_SERIES = (command_head("ZADD", 4) + b"%s$%d\r\n%d\r\n$%d\r\n%s\r\n"
+                     + _ZREM_HEAD + b"%s" + _MINUS_INF + b"%s" + _EXPIRE_HEAD + b"%s" + _LIVE_TTL)
 NODE_KEYS_MAX = 100_000  # nodes whose packed keys a process keeps
 
 
@@ -84,7 +89,8 @@ class _NodeKeys:
     """A node's keys as RESP bulk strings, packed once per process rather than per
     heartbeat (the hot path sends ~20 commands naming them)."""
 
-    __slots__ = ("prefix", "node_id", "live", "seen", "presence_day", "presence", "mark_seen")
+    __slots__ = ("prefix", "node_id", "live", "seen", "presence_day", "presence", "mark_seen",
+                 "queue_head", "count_head", "reads")
 
     def __init__(self, prefix: str, node_id: str) -> None:
         self.prefix, self.node_id = prefix, node_id
@@ -92,6 +98,14 @@ class _NodeKeys:
         self.seen = bulk(node_seen_key(prefix, node_id))
         self.presence_day, self.presence = "", b""
         self.mark_seen = command("SADD", seen_dirty_key(prefix), node_id)
+        # XADD <stream> * n <node> p, up to the entry's points (pending.append_command)
+        self.queue_head = command_head("XADD", 7) + b"".join(
+            bulk(arg) for arg in pending.append_command(prefix, node_id, [])[1:6])
+        # INCRBY <pending points key>, up to the count (pending.count_command)
+        self.count_head = command_head("INCRBY", 3) + bulk(
+            pending.count_command(prefix, 0)[1])
+        # Whether an early flush is queued (the first of the round trip's two reads).
+        self.reads = command("EXISTS", flush_queued_key(prefix))
 
     def live_key(self, series: str) -> bytes:
         key = self.live.get(series)
@@ -146,6 +160,12 @@ def node_write(prefix: str, node_id: str, points: Iterable[Point], now_ms: int,
     trim_below = bulk(b"(%d" % cutoff)
     for series, members in by_series.items():
         key = keys.live_key(series)
+        if len(members) == 1:
+            [(member, score)] = members.items()
+            parts.append(_ONE_POINT_SERIES % (key, len(str(score)), score, len(member), member,
+                                              key, trim_below, key))
+            live_points += 1
+            continue
         parts += (command_head("ZADD", 2 + 2 * len(members)), key)
         for member, score in members.items():
             parts += (bulk(b"%d" % score), bulk(member))
@@ -176,102 +196,84 @@ def write_points(client, prefix: str, node_id: str, points: Iterable[Point],
     return write.live_points
 
 
-class RoundTrip:
-    """Commands for one pipelined round trip, packed: writes, then reads; the replies that
-    matter are read by name. With a guard, the writes run only if it admits the request."""
+def _metadata_json(metadata: dict) -> bytes:
+    """Compact JSON of reported metadata: orjson's, or the standard library's for what
+    orjson refuses (a lone surrogate, an integer over 64 bits)."""
+    try:
+        return orjson.dumps(metadata)
+    except orjson.JSONEncodeError:
+        return json.dumps(metadata, separators=(",", ":")).encode()
 
-    def __init__(self, guard: NodeLimitGuard | None = None) -> None:
-        self.guard = guard
-        self.writes: list[bytes] = []
-        self.write_count = 0
-        self.reads: list[bytes] = []
-        self._slots: dict[str, tuple[bool, int]] = {}  # name -> (is a read, index)
 
-    def add(self, payload: bytes, count: int = 1) -> None:
-        self.writes.append(payload)
-        self.write_count += count
-
-    def add_named(self, name: str, packed_command: bytes) -> None:
-        self._name(name, False, self.write_count)
-        self.add(packed_command)
-
-    def add_read(self, name: str, packed_command: bytes) -> None:
-        """A command sent after the writes and outside the guard's transaction."""
-        self._name(name, True, len(self.reads))
-        self.reads.append(packed_command)
-
-    def _name(self, name: str, is_read: bool, index: int) -> None:
-        if name in self._slots:
-            raise ValueError(f"reply slot {name!r} is taken")
-        self._slots[name] = (is_read, index)
-
-    def execute(self, client) -> dict[str, object]:
-        """Run every command (raising the first error reply, or the guard's refusal: then
-        nothing was written); the named replies."""
-        if self.guard is None:
-            replies = raise_error_replies(round_trip_packed(
-                client, b"".join(self.writes + self.reads), self.write_count + len(self.reads)))
-            writes, reads = replies[:self.write_count], replies[self.write_count:]
-        else:
-            writes, reads = self._guarded(client)
-        return {name: (reads if is_read else writes)[index]
-                for name, (is_read, index) in self._slots.items()}
-
-    def _guarded(self, client) -> tuple[list, list]:
-        guard = self.guard
-        replies = round_trip_packed(
-            client, b"".join([guard.head, _MULTI, *self.writes, _EXEC, *self.reads]),
-            guard.head_count + 2 + self.write_count + len(self.reads))
-        at_exec = guard.head_count + 1 + self.write_count
-        guard.admit(replies[:guard.head_count])  # refused: EXEC discarded the writes
-        raise_error_replies(replies[guard.head_count:at_exec])  # MULTI and the QUEUED
-        writes = replies[at_exec]
-        if writes is None:
-            # Admitted (the hit is counted), but a refusal of this node by another client
-            # touched the gate between WATCH and EXEC: write without the transaction.
-            writes = round_trip_packed(client, b"".join(self.writes), self.write_count)
-        elif isinstance(writes, Exception):
-            raise writes
-        return raise_error_replies(writes), raise_error_replies(replies[at_exec + 1:])
+def _write_round_trip(client, guard: NodeLimitGuard | None, writes: bytes, write_count: int,
+                      reads: bytes, read_count: int) -> tuple[list, list]:
+    """The writes, then the reads, in one round trip: (write replies, read replies). With a
+    guard the writes run in MULTI/EXEC behind it: RateLimited when it refuses, and then
+    nothing was written. The first error reply is raised."""
+    if guard is None:
+        replies = raise_error_replies(
+            round_trip_packed(client, writes + reads, write_count + read_count))
+        return replies[:write_count], replies[write_count:]
+    head_count = guard.head_count
+    replies = round_trip_packed(client, b"".join((guard.head, _MULTI, writes, _EXEC, reads)),
+                                head_count + 2 + write_count + read_count)
+    at_exec = head_count + 1 + write_count
+    guard.admit(replies[:head_count])  # refused: EXEC discarded the writes
+    raise_error_replies(replies[head_count:at_exec])  # MULTI and the QUEUED
+    written = replies[at_exec]
+    if written is None:
+        # Admitted (the hit is counted), but a refusal of this node by another client
+        # touched the gate between WATCH and EXEC: write without the transaction.
+        written = round_trip_packed(client, writes, write_count)
+    elif isinstance(written, Exception):
+        raise written
+    return raise_error_replies(written), raise_error_replies(replies[at_exec + 1:])
 
 
 def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datetime) -> None:
     """Write accepted heartbeats of one node to Redis: live cache, presence, last seen and
     the pending queue, in one round trip behind the node's rate limit (RateLimited when it
-    refuses: nothing written); queue an early flush when enough is pending."""
+    refuses: nothing written); queue an early flush when enough is pending.
+
+    The round trip: [the limit's WATCH and check, MULTI], the node's writes (node_write),
+    XADD of the points to the pending queue, INCRBY of the pending count, SADD of the node
+    to the last-seen dirty set, [EXEC]; then two reads outside the transaction: whether an
+    early flush is queued (in the steady state it is: no round trip of request_early_flush's
+    own) and the node epoch, which keeps this process's in-memory node cache trusted.
+    """
     handle = get_redis()
+    prefix = handle.prefix
     node = str(node_id)
+    keys = node_keys(prefix, node)
     now_ms = to_ms(now)
-    summaries = [Point(NODE_SERIES, v.ts_ms, *v.summary) for v in items
-                 if v.summary is not None]
+    newest = items[0] if len(items) == 1 else max(items, key=lambda v: v.ts_ms)
     points = [Point(*r) for v in items for r in v.results]
-    newest = max(items, key=lambda v: v.ts_ms)
-    seen = {"last_seen_ms": now_ms}
+    series_points = [Point(NODE_SERIES, v.ts_ms, *v.summary) for v in items
+                     if v.summary is not None]
+    series_points += points
+    seen: dict[str, object] = {"last_seen_ms": now_ms}
     if newest.config_version is not None:
         seen["config_version"] = newest.config_version
     if newest.agent_version is not None:
         seen["agent_version"] = newest.agent_version
     if newest.metadata:
-        seen["metadata"] = json.dumps(newest.metadata, separators=(",", ":"))
-    trip = RoundTrip(guard_for(handle.prefix, node))
-    write = node_write(handle.prefix, node, summaries + points, now_ms, present_at=now,
-                       seen=seen)
-    trip.add(write.payload, write.count)
+        seen["metadata"] = _metadata_json(newest.metadata)
+    write = node_write(prefix, node, series_points, now_ms, present_at=now, seen=seen)
+    writes = [write.payload]
+    count = write.count
     if points:
-        trip.add(command(*pending.append_command(handle.prefix, node, points)))
-    trip.add_named("pending_points", command(*pending.count_command(handle.prefix, len(points))))
-    trip.add(node_keys(handle.prefix, node).mark_seen)
-    # Whether an early flush is queued already rides along: in the steady state (it is)
-    # that saves request_early_flush's own round trip; it still sets the flag with NX.
-    trip.add_read("flush_queued", command("EXISTS", flush_queued_key(handle.prefix)))
-    # Keeps this process's reading of the node epoch fresh, so its in-memory node cache
-    # needs no round trip of its own.
-    read_epoch = node_lookup.epoch_command(handle.prefix)
-    trip.add_read("node_epoch", command(*read_epoch))
+        writes += (keys.queue_head, bulk(pending.encode_points(points)))
+        count += 1
+    at_pending_count = count
+    writes += (keys.count_head, bulk(len(points)), keys.mark_seen)
+    count += 2
+    read_epoch = node_lookup.epoch_command(prefix)
     started = node_lookup.epoch_clock()
-    replies = trip.execute(handle.client)
-    node_lookup.observe_epoch(read_epoch, replies["node_epoch"], read_at=started)
-    if replies["pending_points"] >= EARLY_FLUSH_PENDING and not replies["flush_queued"]:
+    written, (flush_queued, epoch) = _write_round_trip(
+        handle.client, guard_for(prefix, node), b"".join(writes), count,
+        keys.reads + command(*read_epoch), 2)
+    node_lookup.observe_epoch(read_epoch, epoch, read_at=started)
+    if written[at_pending_count] >= EARLY_FLUSH_PENDING and not flush_queued:
         try:
             request_early_flush()
         except Exception:  # the points are stored; the periodic flush takes them anyway
