@@ -8,7 +8,7 @@ reference. Counters live in Redis: every API process counts together; embedded m
 the same script on fakeredis (Lua from lupa).
 
 **Checked in the write's own round trip.** A request that stores something is counted by
-a `NodeLimitGuard` that app.ingest.store.RoundTrip puts in front of the writes:
+a `NodeLimitGuard` that app.ingest.store puts in front of the writes:
 
     WATCH <gate>  EVAL <CHECK_SCRIPT> <window> <gate>  MULTI  <writes>  EXEC  <reads>
 
@@ -156,7 +156,7 @@ def refuse_known(node_id: str) -> None:
 
 
 class NodeLimitGuard:
-    """The limit check in front of one round trip's writes (store.RoundTrip sends `head`,
+    """The limit check in front of one round trip's writes (app.ingest.store sends `head`,
     packed: WATCH <gate> and the check script; then MULTI, the writes and EXEC, and gives
     `admit` the replies of the head's head_count commands)."""
 

@@ -90,7 +90,7 @@ class _NodeKeys:
     heartbeat (the hot path sends ~20 commands naming them)."""
 
     __slots__ = ("prefix", "node_id", "live", "seen", "presence_day", "presence", "mark_seen",
-                 "queue_head", "count_head", "reads")
+                 "queue_head", "count_head", "flush_queued_read")
 
     def __init__(self, prefix: str, node_id: str) -> None:
         self.prefix, self.node_id = prefix, node_id
@@ -105,7 +105,7 @@ class _NodeKeys:
         self.count_head = command_head("INCRBY", 3) + bulk(
             pending.count_command(prefix, 0)[1])
         # Whether an early flush is queued (the first of the round trip's two reads).
-        self.reads = command("EXISTS", flush_queued_key(prefix))
+        self.flush_queued_read = command("EXISTS", flush_queued_key(prefix))
 
     def live_key(self, series: str) -> bytes:
         key = self.live.get(series)
@@ -271,7 +271,7 @@ def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datet
     started = node_lookup.epoch_clock()
     written, (flush_queued, epoch) = _write_round_trip(
         handle.client, guard_for(prefix, node), b"".join(writes), count,
-        keys.reads + command(*read_epoch), 2)
+        keys.flush_queued_read + command(*read_epoch), 2)
     node_lookup.observe_epoch(read_epoch, epoch, read_at=started)
     if written[at_pending_count] >= EARLY_FLUSH_PENDING and not flush_queued:
         try:

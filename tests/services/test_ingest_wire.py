@@ -90,7 +90,7 @@ def test_the_commands_packed_once_per_node_are_the_documented_ones():
         node_keys = store.node_keys(PREFIX, node)
         assert node_keys.queue_head + b"$1\r\nx\r\n" == command(
             "XADD", keys.pending_stream(PREFIX), "*", "n", node, "p", "x")
-        assert node_keys.reads == command("EXISTS", keys.flush_queued_key(PREFIX))
+        assert node_keys.flush_queued_read == command("EXISTS", keys.flush_queued_key(PREFIX))
         assert node_keys.mark_seen == command("SADD", keys.seen_dirty_key(PREFIX), node)
         assert node_keys.count_head + b"$1\r\n3\r\n" == command(
             "INCRBY", keys.pending_points_key(PREFIX), 3)
