@@ -66,6 +66,8 @@ def _chart_points(page, probe_id: str) -> dict:
 
 
 def test_node_page_draws_each_chart_with_the_apis_points(watched, fleet, pulse):
+    from playwright.sync_api import expect  # as the browser fixture imports Playwright
+
     view = watched("viewer")
     view.page.goto(f"{pulse.base}/nodes/{fleet['edge']['id']}")
     view.page.wait_for_selector("body[data-chart-loads='1']", state="attached")
@@ -94,8 +96,10 @@ def test_node_page_draws_each_chart_with_the_apis_points(watched, fleet, pulse):
         assert view.page.locator(f"#probe-{fleet['probes'][0]['id']} .{name} canvas").count() == 1
     view.page.click(f"#probe-{fleet['probes'][0]['id']} details.points summary")
     rows = view.page.locator(f"#probe-{fleet['probes'][0]['id']} details.points tbody tr")
-    assert rows.count() == len([x for x in _chart_points(view.page, fleet['probes'][0]['id'])
-                                ["loss"] if x is not None])
+    # The table is filled on <details>' toggle event, which fires after the click returns:
+    # to_have_count waits for it (up to its timeout) and then compares exactly.
+    expect(rows).to_have_count(len([x for x in _chart_points(
+        view.page, fleet['probes'][0]['id'])["loss"] if x is not None]))
     view.page.click(f"#probe-{fleet['probes'][0]['id']} details.points summary")
     screenshot(view.page, "node.png")
 
