@@ -27,7 +27,7 @@ from app.history.marks import unmark
 from app.history.points import stored_mean
 from app.models import Metric, MetricRollup
 from app.redis_keys import rollup_dirty_key
-from app.timeutil import HOUR_MS, from_ms, to_ms
+from app.timeutil import HOUR_MS, MINUTE_MS, from_ms, to_ms
 
 MAX_HOURS_PER_RUN = 20_000
 CATCH_UP_RECENT = timedelta(hours=3)
@@ -145,7 +145,7 @@ def roll_up_pending_hours(now: datetime | None = None, full_scan: bool = False) 
     client, key = handle.client, rollup_dirty_key(handle.prefix)
     now = now or datetime.now(UTC)
     now_ms = to_ms(now)
-    complete_before = now_ms - now_ms % 60_000  # every minute before this one is complete
+    complete_before = now_ms - now_ms % MINUTE_MS  # every minute before this one is complete
     todo: set[tuple[uuid.UUID, int]] = set()
     done: dict[bytes, float] = {}
     for member, score in client.zrange(key, 0, MAX_HOURS_PER_RUN - 1, withscores=True):

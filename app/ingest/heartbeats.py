@@ -61,13 +61,18 @@ def judge(body, node_id: uuid.UUID, probe_ids: frozenset[str], now_ms: int,
     return valid, None
 
 
+def oldest_accepted_ms(now_ms: int) -> int:
+    """The oldest timestamp a heartbeat may carry: the raw retention (SPEC §5)."""
+    return now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * DAY_MS
+
+
 class _Judge:
     """Judges items against the node's state; before refusing a probe id it re-reads the
     state from Redis once (the process cache may predate a probe created elsewhere)."""
 
     def __init__(self, node_id: uuid.UUID, now_ms: int) -> None:
         self.node_id, self.now_ms = node_id, now_ms
-        self.oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * DAY_MS
+        self.oldest_ms = oldest_accepted_ms(now_ms)
         self.expected_version, self.probe_ids = node_state(node_id)
         self._revalidated = False
 
@@ -114,13 +119,9 @@ def accept_heartbeat(node_id: uuid.UUID, body) -> dict | None:
     now = datetime.now(UTC)
     now_ms = to_ms(now)
     expected_version, probe_ids = node_state(node_id)
-    oldest_ms = now_ms - current_app.config["PULSE_RAW_RETENTION_DAYS"] * DAY_MS
-    valid, _ = validate_heartbeat(body, node_id, now_ms, oldest_ms)
-    if valid is None:
+    valid, error = judge(body, node_id, probe_ids, now_ms, oldest_accepted_ms(now_ms))
+    if error is not None:
         return None
-    for result in valid.results:
-        if result[0] not in probe_ids:
-            return None
     store_heartbeats(node_id, [valid], now)  # RateLimited: nothing stored
     _ACCEPTED.inc()
     return _answer(now, len(valid.results), expected_version,

@@ -23,14 +23,13 @@ fixed commands packed once, and redis_wire parses the replies in C.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-import orjson
+from flask import current_app
 
 from app.extensions import get_redis
 from app.history import pending
@@ -196,15 +195,6 @@ def write_points(client, prefix: str, node_id: str, points: Iterable[Point],
     return write.live_points
 
 
-def _metadata_json(metadata: dict) -> bytes:
-    """Compact JSON of reported metadata: orjson's, or the standard library's for what
-    orjson refuses (a lone surrogate, an integer over 64 bits)."""
-    try:
-        return orjson.dumps(metadata)
-    except orjson.JSONEncodeError:
-        return json.dumps(metadata, separators=(",", ":")).encode()
-
-
 def _write_round_trip(client, guard: NodeLimitGuard | None, writes: bytes, write_count: int,
                       reads: bytes, read_count: int) -> tuple[list, list]:
     """The writes, then the reads, in one round trip: (write replies, read replies). With a
@@ -257,7 +247,8 @@ def store_heartbeats(node_id: uuid.UUID, items: list[ValidHeartbeat], now: datet
     if newest.agent_version is not None:
         seen["agent_version"] = newest.agent_version
     if newest.metadata:
-        seen["metadata"] = _metadata_json(newest.metadata)
+        # The app's JSON provider: orjson, the standard library for what orjson refuses.
+        seen["metadata"] = current_app.json.encode(newest.metadata)
     write = node_write(prefix, node, series_points, now_ms, present_at=now, seen=seen)
     writes = [write.payload]
     count = write.count
